@@ -1,0 +1,178 @@
+// Connector: moves payloads across one pipeline edge (from_stage -> to_stage).
+//
+// Two ways to use one:
+//  * descriptor mode: put() returns a small self-contained Descriptor that the caller carries
+//    any way it likes (a queue, an RPC); get(descriptor) returns a view of the payload.
+//  * channel mode: send()/recv() on an edge; the connector carries the descriptors itself, so
+//    stages talk directly and the orchestrator stays out of the data path.
+// Both modes have a zero-copy write path: loan(nbytes) -> write in place -> commit/send_loan.
+// Every blocking call takes a deadline; no call throws.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "omniconn/payload.h"
+#include "omniconn/status.h"
+#include "omniconn/value.h"
+
+namespace omniconn {
+
+using Clock = std::chrono::steady_clock;
+using Deadline = Clock::time_point;
+
+inline Deadline deadline_in(Clock::duration d) { return Clock::now() + d; }
+inline Deadline no_deadline() { return Deadline::max(); }
+
+// Identifies one payload: one request crossing one edge.
+struct PayloadKey {
+  std::string request_id;
+  std::string from_stage;
+  std::string to_stage;
+
+  // vllm-omni's key scheme: "{request_id}/{from}_to_{to}".
+  std::string str() const;
+  bool operator==(const PayloadKey&) const = default;
+};
+
+// A self-contained byte string naming one payload (inline payloads carry their bytes).
+struct Descriptor {
+  std::string bytes;
+};
+
+// A read-only view of a received payload. The memory stays valid (and its transport space
+// stays reserved) until the last copy of the view is destroyed or release() is called.
+class PayloadView {
+ public:
+  PayloadView() = default;
+
+  // Validates `bytes` as a payload; `keepalive` is destroyed when the last view goes away
+  // (that is how a connector learns the space can be reused).
+  static Result<PayloadView> make(PayloadKey key, std::span<const std::byte> bytes,
+                                  std::shared_ptr<void> keepalive, ReadOptions opts = {});
+
+  bool valid() const { return state_ != nullptr; }
+  const PayloadKey& key() const;
+  std::span<const std::byte> bytes() const;
+  const PayloadReader& reader() const;
+  void release() { state_.reset(); }
+
+ private:
+  struct State;
+  std::shared_ptr<const State> state_;
+};
+
+// Writable transport memory of exactly `size()` bytes, obtained from Connector::loan. Write a
+// payload into it (PayloadBuilder::write_to or write_layout + fill), then commit or send it.
+// A loan dropped without commit gives its space back.
+class Loan {
+ public:
+  class Impl {
+   public:
+    virtual ~Impl() = default;
+    virtual std::span<std::byte> bytes() = 0;
+  };
+
+  Loan() = default;
+  explicit Loan(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+  Loan(Loan&&) noexcept = default;
+  Loan& operator=(Loan&&) noexcept = default;
+
+  bool valid() const { return impl_ != nullptr; }
+  std::span<std::byte> bytes() { return impl_ ? impl_->bytes() : std::span<std::byte>(); }
+  size_t size() { return bytes().size(); }
+  Impl* impl() { return impl_.get(); }
+  std::unique_ptr<Impl> take() { return std::move(impl_); }
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+struct Metrics {
+  uint64_t puts = 0;             // put + commit (descriptor mode)
+  uint64_t sends = 0;            // send + send_loan (channel mode)
+  uint64_t gets = 0;             // get + recv that returned a payload
+  uint64_t inline_payloads = 0;  // payloads that travelled inline
+  uint64_t bytes_out = 0;
+  uint64_t bytes_in = 0;
+  uint64_t timeouts = 0;
+  uint64_t errors = 0;  // failed calls other than timeouts
+  uint64_t reclaimed = 0;  // payloads whose space was reclaimed from a dead or absent reader
+  uint64_t capacity_bytes = 0;  // transport memory this process holds for writing
+  uint64_t in_use_bytes = 0;
+  uint64_t in_flight = 0;  // payloads written and not yet released by their reader
+
+  Value to_value() const;
+};
+
+class Connector {
+ public:
+  virtual ~Connector() = default;
+
+  virtual std::string_view type_name() const = 0;
+
+  // Descriptor mode. put = exactly one copy of the tensor data into transport memory.
+  virtual Result<Descriptor> put(const PayloadKey& key, const PayloadBuilder& payload,
+                                 Deadline deadline) = 0;
+  virtual Result<PayloadView> get(const Descriptor& descriptor, Deadline deadline) = 0;
+
+  // Zero-copy write path. A full transport blocks until `deadline`, then ResourceExhausted.
+  virtual Result<Loan> loan(size_t nbytes, Deadline deadline) = 0;
+  virtual Result<Descriptor> commit(Loan loan, const PayloadKey& key) = 0;
+
+  // Channel mode on the edge key.from_stage -> key.to_stage.
+  virtual Status send(const PayloadKey& key, const PayloadBuilder& payload, Deadline deadline) = 0;
+  virtual Status send_loan(Loan loan, const PayloadKey& key, Deadline deadline) = 0;
+  virtual Result<PayloadView> recv(std::string_view from_stage, std::string_view to_stage,
+                                   Deadline deadline) = 0;
+
+  // Drops everything this process holds for the request: unread payloads it wrote, payloads
+  // queued for it and not yet received.
+  virtual Status cleanup(std::string_view request_id) = 0;
+
+  virtual Status health() = 0;
+  virtual Metrics metrics() const = 0;
+};
+
+// How a connector is configured: `{name: <type>, extra: {...}}` in a stage config.
+struct ConnectorSpec {
+  std::string type;   // e.g. "SharedMemoryConnector"
+  Value extra;        // map or nil
+};
+
+struct ConnectorType {
+  std::string name;
+  // Checks `extra` without creating anything (unknown keys, types, ranges).
+  std::function<Status(const Value& extra)> validate;
+  std::function<Result<std::unique_ptr<Connector>>(const ConnectorSpec&)> create;
+};
+
+// The one registry of connector types (built-ins are registered on first use).
+class ConnectorRegistry {
+ public:
+  static ConnectorRegistry& instance();
+
+  Status register_type(ConnectorType type);
+  const ConnectorType* find(std::string_view name) const;
+  std::vector<std::string> type_names() const;
+  Status validate(const ConnectorSpec& spec) const;
+  Result<std::unique_ptr<Connector>> create(const ConnectorSpec& spec) const;
+
+ private:
+  ConnectorRegistry();
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+};
+
+inline Result<std::unique_ptr<Connector>> create_connector(const ConnectorSpec& spec) {
+  return ConnectorRegistry::instance().create(spec);
+}
+
+}  // namespace omniconn

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs the Debian packages omniconn needs, only those that are missing. Idempotent and
+# non-interactive: a second run with everything present touches nothing (no apt-get at all).
+set -euo pipefail
+
+packages=(
+  build-essential cmake pkg-config g++ clang lld libclang-rt-14-dev
+  libxxhash-dev libmsgpack-cxx-dev libyaml-cpp-dev libcli11-dev libfmt-dev libspdlog-dev
+  nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev clang-format
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+  [[ "$status" == "install ok installed" ]] || missing+=("$p")
+done
+
+if ((${#missing[@]} == 0)); then
+  echo "deps: all ${#packages[@]} packages installed"
+  exit 0
+fi
+
+echo "deps: installing ${#missing[@]} missing package(s): ${missing[*]}"
+if ((EUID == 0)); then
+  as_root=()
+elif command -v sudo >/dev/null 2>&1; then
+  as_root=(sudo)
+else
+  echo "deps: not root and no sudo; install these as root: ${missing[*]}" >&2
+  exit 1
+fi
+
+# env passes DEBIAN_FRONTEND through sudo, which resets the environment.
+apt=("${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300)
+"${apt[@]}" update -q
+"${apt[@]}" install -y -q --no-install-recommends "${missing[@]}" </dev/null

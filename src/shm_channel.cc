@@ -1,0 +1,174 @@
+#include "shm_channel.h"
+
+#include <cstring>
+#include <thread>
+
+namespace omniconn::shm {
+
+namespace {
+
+constexpr auto kSleepSlice = std::chrono::milliseconds(20);
+
+std::string edge_name(std::string_view from, std::string_view to) {
+  return std::string(from) + "->" + std::string(to);
+}
+
+std::chrono::nanoseconds slice_until(Deadline deadline, std::chrono::nanoseconds max) {
+  auto left = deadline - Clock::now();
+  if (left <= Clock::duration::zero()) return std::chrono::nanoseconds(0);
+  return std::min<std::chrono::nanoseconds>(max, left);
+}
+
+void put_header(std::byte* at, uint32_t len, uint32_t kind) {
+  std::memcpy(at, &len, 4);
+  std::memcpy(at + 4, &kind, 4);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<EdgeSender>> EdgeSender::create(ShmWriter& writer, const ShmOptions& options,
+                                                       std::string_view from, std::string_view to) {
+  auto s = std::make_unique<EdgeSender>();
+  s->edge_ = edge_name(from, to);
+  size_t total = kRingDataOffset + options.ring_bytes;
+  auto fd = create_memfd("omniconn-ring", total);
+  if (!fd.ok()) return fd.status();
+  auto map = map_fd(fd->get(), 0, total, true, true);
+  if (!map.ok()) return map.status();
+  s->fd_ = std::move(*fd);
+  s->map_ = std::move(*map);
+  s->ring_ = new (s->map_.data()) RingHeader{};
+  s->ring_->magic = kRingMagic;
+  s->ring_->capacity = static_cast<uint32_t>(options.ring_bytes);
+  s->ring_->producer_id = writer.producer_id();
+  s->data_ = s->map_.data() + kRingDataOffset;
+  Status st = writer.serve_edge(edge_socket_name(options.name_space, from, to), s->fd_.get());
+  if (st.code() == StatusCode::kUnavailable && st.message() == "address in use") {
+    return Status::Unavailable("another process already writes on edge " + s->edge_ +
+                               " in namespace '" + options.name_space +
+                               "' (one writer per edge; give pipelines distinct namespaces)");
+  }
+  if (!st.ok()) return st.WithContext("edge " + s->edge_);
+  return s;
+}
+
+Status EdgeSender::write(std::span<const std::byte> body, Deadline deadline) {
+  std::lock_guard lock(mu_);
+  const uint64_t cap = ring_->capacity;
+  const uint64_t need = kRecordHeader + align8(body.size());
+  if (need > cap / 2) return Status::InvalidArgument("record larger than half the control ring");
+  uint64_t head = ring_->head.load(std::memory_order_relaxed);
+  uint64_t contig = cap - head % cap;
+  uint64_t required = need > contig ? contig + need : need;
+  for (;;) {
+    uint64_t tail = ring_->tail.load(std::memory_order_acquire);
+    if (cap - (head - tail) >= required) break;
+    if (Clock::now() >= deadline) {
+      return Status::ResourceExhausted("control ring of edge " + edge_ +
+                                       " is full: its reader is not keeping up");
+    }
+    ring_->writer_waiting.store(1, std::memory_order_seq_cst);
+    uint32_t seq = ring_->tail_seq.load(std::memory_order_seq_cst);
+    if (ring_->tail.load(std::memory_order_seq_cst) == tail) {
+      futex_wait(&ring_->tail_seq, seq, slice_until(deadline, std::chrono::milliseconds(2)));
+    }
+    ring_->writer_waiting.store(0, std::memory_order_relaxed);
+  }
+  if (need > contig) {
+    put_header(data_ + head % cap, static_cast<uint32_t>(contig - kRecordHeader), kRecordPad);
+    head += contig;
+  }
+  std::byte* at = data_ + head % cap;
+  put_header(at, static_cast<uint32_t>(body.size()), kRecordDescriptor);
+  std::memcpy(at + kRecordHeader, body.data(), body.size());
+  ring_->head.store(head + need, std::memory_order_seq_cst);
+  ring_->head_seq.fetch_add(1, std::memory_order_seq_cst);
+  if (ring_->reader_waiting.load(std::memory_order_seq_cst) != 0) {
+    futex_wake_all(&ring_->head_seq);
+  }
+  return Status::Ok();
+}
+
+Result<std::unique_ptr<EdgeReceiver>> EdgeReceiver::open(const ShmOptions& options,
+                                                         std::string_view from, std::string_view to,
+                                                         Deadline deadline) {
+  auto link = open_link(edge_socket_name(options.name_space, from, to), deadline);
+  if (!link.ok()) return link.status();
+  auto fd = request_ring(**link, deadline);
+  if (!fd.ok()) return fd.status();
+  auto size = fd_size(fd->get());
+  if (!size.ok()) return size.status();
+  if (*size <= kRingDataOffset) return Status::Corrupt("control ring too small");
+  auto map = map_fd(fd->get(), 0, *size, true, true);
+  if (!map.ok()) return map.status();
+  auto r = std::make_unique<EdgeReceiver>();
+  r->edge_ = edge_name(from, to);
+  r->link_ = std::move(*link);
+  r->fd_ = std::move(*fd);
+  r->map_ = std::move(*map);
+  r->ring_ = reinterpret_cast<RingHeader*>(r->map_.data());
+  r->data_ = r->map_.data() + kRingDataOffset;
+  if (r->ring_->magic != kRingMagic || r->ring_->capacity % 8 != 0 ||
+      r->ring_->capacity != *size - kRingDataOffset) {
+    return Status::Corrupt("control ring header of edge " + r->edge_ + " is invalid");
+  }
+  return r;
+}
+
+bool EdgeReceiver::empty() const {
+  return ring_->head.load(std::memory_order_acquire) == ring_->tail.load(std::memory_order_relaxed);
+}
+
+Result<bool> EdgeReceiver::pop(std::string* out) {
+  const uint64_t cap = ring_->capacity;
+  uint64_t tail = ring_->tail.load(std::memory_order_relaxed);
+  for (;;) {
+    uint64_t head = ring_->head.load(std::memory_order_acquire);
+    if (head == tail) return false;
+    if (head - tail > cap || tail % 8 != 0) return Status::Corrupt("control ring indices torn");
+    uint64_t pos = tail % cap;
+    uint32_t len, kind;
+    std::memcpy(&len, data_ + pos, 4);
+    std::memcpy(&kind, data_ + pos + 4, 4);
+    uint64_t rec = kRecordHeader + align8(len);
+    if (rec > cap - pos || rec > head - tail) return Status::Corrupt("control ring record torn");
+    if (kind == kRecordPad) {
+      tail += rec;
+      ring_->tail.store(tail, std::memory_order_release);
+      continue;
+    }
+    if (kind != kRecordDescriptor) return Status::Corrupt("control ring record of unknown kind");
+    out->assign(reinterpret_cast<const char*>(data_ + pos + kRecordHeader), len);
+    ring_->tail.store(tail + rec, std::memory_order_seq_cst);
+    ring_->tail_seq.fetch_add(1, std::memory_order_seq_cst);
+    if (ring_->writer_waiting.load(std::memory_order_seq_cst) != 0) {
+      futex_wake_all(&ring_->tail_seq);
+    }
+    return true;
+  }
+}
+
+Status EdgeReceiver::wait(uint32_t spin_us, Deadline deadline) {
+  auto spin_end = std::min(deadline, Clock::now() + std::chrono::microseconds(spin_us));
+  while (Clock::now() < spin_end) {
+    for (int i = 0; i < 64; ++i) {
+      if (!empty()) return Status::Ok();
+    }
+  }
+  while (empty()) {
+    if (link_->hung_up()) {
+      if (!empty()) return Status::Ok();
+      return Status::Unavailable("the writer of edge " + edge_ + " (pid " +
+                                 std::to_string(link_->pid) + ") has exited");
+    }
+    auto slice = slice_until(deadline, kSleepSlice);
+    if (slice.count() == 0) return Status::Timeout("nothing arrived on edge " + edge_);
+    ring_->reader_waiting.store(1, std::memory_order_seq_cst);
+    uint32_t seq = ring_->head_seq.load(std::memory_order_seq_cst);
+    if (empty()) futex_wait(&ring_->head_seq, seq, slice);
+    ring_->reader_waiting.store(0, std::memory_order_relaxed);
+  }
+  return Status::Ok();
+}
+
+}  // namespace omniconn::shm
