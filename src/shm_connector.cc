@@ -250,20 +250,27 @@ Status ShmConnector::send_loan(Loan loan, const PayloadKey& key, Deadline deadli
 Result<std::shared_ptr<EdgeReceiver>> ShmConnector::receiver(std::string_view from,
                                                              std::string_view to,
                                                              Deadline deadline) {
-  std::lock_guard lock(edges_mu_);
   EdgeId id{std::string(from), std::string(to)};
-  auto it = receivers_.find(id);
-  if (it != receivers_.end()) return it->second;
+  {
+    std::lock_guard lock(edges_mu_);
+    auto it = receivers_.find(id);
+    if (it != receivers_.end()) return it->second;
+  }
+  // Connect without the lock: waiting for one edge's writer must not stall other edges.
   auto backoff = std::chrono::microseconds(200);
   for (;;) {
     auto rx = EdgeReceiver::open(options_, from, to, deadline);
-    if (rx.ok()) return receivers_.emplace(id, std::move(*rx)).first->second;
-    if (rx.status().code() != StatusCode::kNotFound) return rx.status();
-    if (Clock::now() + backoff >= deadline) {
-      return Status::Timeout("no writer on edge " + id.first + "->" + id.second + " (namespace '" +
-                             options_.name_space + "') before the deadline");
+    if (rx.ok()) {
+      std::lock_guard lock(edges_mu_);
+      return receivers_.try_emplace(id, std::move(*rx)).first->second;
     }
-    std::this_thread::sleep_for(backoff);
+    if (rx.status().code() != StatusCode::kNotFound) return rx.status();
+    auto now = Clock::now();
+    if (now >= deadline) {
+      return Status::Timeout("no writer on edge " + id.first + "->" + id.second +
+                             " (namespace '" + options_.name_space + "') before the deadline");
+    }
+    std::this_thread::sleep_for(std::min<Clock::duration>(backoff, deadline - now));
     backoff = std::min(backoff * 2, std::chrono::microseconds(20000));
   }
 }
