@@ -267,8 +267,8 @@ Result<std::shared_ptr<EdgeReceiver>> ShmConnector::receiver(std::string_view fr
     if (rx.status().code() != StatusCode::kNotFound) return rx.status();
     auto now = Clock::now();
     if (now >= deadline) {
-      return Status::Timeout("no writer on edge " + id.first + "->" + id.second +
-                             " (namespace '" + options_.name_space + "') before the deadline");
+      return Status::Timeout("no writer on edge " + id.first + "->" + id.second + " (namespace '" +
+                             options_.name_space + "') before the deadline");
     }
     std::this_thread::sleep_for(std::min<Clock::duration>(backoff, deadline - now));
     backoff = std::min(backoff * 2, std::chrono::microseconds(20000));

@@ -25,7 +25,7 @@ struct ShmRef {
 struct DecodedDescriptor {
   bool is_inline = false;
   PayloadKey key;
-  ShmRef ref;                                // when !is_inline
+  ShmRef ref;                               // when !is_inline
   std::span<const std::byte> inline_bytes;  // when is_inline (points into the input)
 };
 

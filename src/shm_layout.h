@@ -22,11 +22,15 @@ enum SlotState : uint8_t { kFree = 0, kWriting = 1, kPublished = 2, kReading = 3
 inline constexpr uint64_t slot_ctl(uint32_t gen, uint32_t holder, SlotState state) {
   return (uint64_t{gen} << 32) | (uint64_t{holder & 0xFFFFFFu} << 8) | state;
 }
-inline constexpr uint32_t ctl_gen(uint64_t ctl) { return static_cast<uint32_t>(ctl >> 32); }
+inline constexpr uint32_t ctl_gen(uint64_t ctl) {
+  return static_cast<uint32_t>(ctl >> 32);
+}
 inline constexpr uint32_t ctl_holder(uint64_t ctl) {
   return static_cast<uint32_t>(ctl >> 8) & 0xFFFFFFu;
 }
-inline constexpr SlotState ctl_state(uint64_t ctl) { return static_cast<SlotState>(ctl & 0xFF); }
+inline constexpr SlotState ctl_state(uint64_t ctl) {
+  return static_cast<SlotState>(ctl & 0xFF);
+}
 
 // One payload in flight. Written by its producer before publishing; read by the reader that
 // wins the PUBLISHED -> READING exchange.
@@ -80,7 +84,9 @@ static_assert(sizeof(RingHeader) <= kRingDataOffset);
 enum RecordKind : uint32_t { kRecordDescriptor = 1, kRecordPad = 2 };
 inline constexpr size_t kRecordHeader = 8;
 
-inline constexpr size_t align8(size_t n) { return (n + 7) & ~size_t{7}; }
+inline constexpr size_t align8(size_t n) {
+  return (n + 7) & ~size_t{7};
+}
 
 // Wire messages between a reader and a writer's socket server.
 enum Op : uint32_t { kOpMapSegment = 1, kOpRing = 2 };

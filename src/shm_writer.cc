@@ -63,9 +63,9 @@ struct ShmWriter::Server {
   Fd epoll;
   Fd wake;
   Fd listen;
-  std::mutex mu;                            // guards edges
-  std::map<int, std::pair<Fd, int>> edges;  // listen fd -> (listen Fd, ring fd)
-  std::map<int, Conn> conns;                // server thread only
+  std::mutex mu;                           // guards edges
+  std::map<int, std::pair<Fd, Fd>> edges;  // listen fd -> (listen, own dup of ring)
+  std::map<int, Conn> conns;               // server thread only
   uint32_t next_reader = kFirstReaderId;
   std::thread thread;
 
@@ -100,11 +100,14 @@ struct ShmWriter::Server {
     return Status::Ok();
   }
 
+  // Keeps its own duplicate of the ring fd, so the sender may close its copy at any time.
   Status add_edge(Fd l, int ring_fd) {
+    Fd ring(::dup(ring_fd));
+    if (!ring.valid()) return Status::Unavailable("dup: " + errno_text(errno));
     int fd = l.get();
     {
       std::lock_guard lock(mu);
-      edges.emplace(fd, std::make_pair(std::move(l), ring_fd));
+      edges.emplace(fd, std::make_pair(std::move(l), std::move(ring)));
     }
     return watch(fd);
   }
@@ -127,7 +130,7 @@ struct ShmWriter::Server {
     {
       std::lock_guard lock(mu);
       auto it = edges.find(fd);
-      if (it != edges.end()) ring_fd = it->second.second;
+      if (it != edges.end()) ring_fd = it->second.second.get();
     }
     if (ring_fd != -2) return accept_reader(fd, ring_fd);
     auto it = conns.find(fd);

@@ -27,7 +27,9 @@ struct Target {
   std::function<std::string()> skip_reason;  // empty when available
 };
 
-void PrintTo(const Target& t, std::ostream* os) { *os << t.name; }
+void PrintTo(const Target& t, std::ostream* os) {
+  *os << t.name;
+}
 
 std::vector<Target> targets() {
   return {Target{"shm", "SharedMemoryConnector",
@@ -68,7 +70,7 @@ class Conformance : public ::testing::TestWithParam<Target> {
 };
 
 const size_t kThreshold = 65536;
-const std::vector<size_t> kSizes = {0,      1,       kThreshold - 1, kThreshold, kThreshold + 1,
+const std::vector<size_t> kSizes = {0,        1,        kThreshold - 1, kThreshold, kThreshold + 1,
                                     1 * kMiB, 64 * kMiB};
 
 TEST_P(Conformance, DescriptorRoundTripAcrossProcessesAllSizes) {
@@ -298,8 +300,8 @@ TEST_P(Conformance, GetsOutOfOrderInAnotherProcess) {
     for (int i : order) {
       auto v = r->get(ds[static_cast<size_t>(i)], deadline_in(5s));
       CHILD_OK(v);
-      CHILD_CHECK(verify_payload(*v, 100 * 1024 + static_cast<size_t>(i),
-                                 static_cast<uint64_t>(i)).empty());
+      CHILD_CHECK(verify_payload(*v, 100 * 1024 + static_cast<size_t>(i), static_cast<uint64_t>(i))
+                      .empty());
       held.push_back(*v);
     }
     return 0;

@@ -20,26 +20,28 @@
 namespace omniconn::testing {
 
 // In a child process: print and exit non-zero.
-#define CHILD_CHECK(cond)                                                        \
-  do {                                                                           \
-    if (!(cond)) {                                                               \
-      std::fprintf(stderr, "child %d: check failed at %s:%d: %s\n", ::getpid(), \
-                   __FILE__, __LINE__, #cond);                                   \
-      std::_Exit(1);                                                             \
-    }                                                                            \
+#define CHILD_CHECK(cond)                                                                 \
+  do {                                                                                    \
+    if (!(cond)) {                                                                        \
+      std::fprintf(stderr, "child %d: check failed at %s:%d: %s\n", ::getpid(), __FILE__, \
+                   __LINE__, #cond);                                                      \
+      std::_Exit(1);                                                                      \
+    }                                                                                     \
   } while (0)
 
-#define CHILD_OK(expr)                                                                     \
-  do {                                                                                     \
-    auto&& _r = (expr);                                                                    \
-    if (!_r.ok()) {                                                                        \
-      std::fprintf(stderr, "child %d: %s failed at %s:%d: %s\n", ::getpid(), #expr,        \
-                   __FILE__, __LINE__, omniconn::testing::status_of(_r).ToString().c_str()); \
-      std::_Exit(1);                                                                       \
-    }                                                                                      \
+#define CHILD_OK(expr)                                                                        \
+  do {                                                                                        \
+    auto&& _r = (expr);                                                                       \
+    if (!_r.ok()) {                                                                           \
+      std::fprintf(stderr, "child %d: %s failed at %s:%d: %s\n", ::getpid(), #expr, __FILE__, \
+                   __LINE__, omniconn::testing::status_of(_r).ToString().c_str());            \
+      std::_Exit(1);                                                                          \
+    }                                                                                         \
   } while (0)
 
-inline const Status& status_of(const Status& s) { return s; }
+inline const Status& status_of(const Status& s) {
+  return s;
+}
 template <typename T>
 const Status& status_of(const Result<T>& r) {
   return r.status();

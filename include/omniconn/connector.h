@@ -28,8 +28,12 @@ namespace omniconn {
 using Clock = std::chrono::steady_clock;
 using Deadline = Clock::time_point;
 
-inline Deadline deadline_in(Clock::duration d) { return Clock::now() + d; }
-inline Deadline no_deadline() { return Deadline::max(); }
+inline Deadline deadline_in(Clock::duration d) {
+  return Clock::now() + d;
+}
+inline Deadline no_deadline() {
+  return Deadline::max();
+}
 
 // Identifies one payload: one request crossing one edge.
 struct PayloadKey {
@@ -103,8 +107,8 @@ struct Metrics {
   uint64_t bytes_out = 0;
   uint64_t bytes_in = 0;
   uint64_t timeouts = 0;
-  uint64_t errors = 0;  // failed calls other than timeouts
-  uint64_t reclaimed = 0;  // payloads whose space was reclaimed from a dead or absent reader
+  uint64_t errors = 0;          // failed calls other than timeouts
+  uint64_t reclaimed = 0;       // payloads whose space was reclaimed from a dead or absent reader
   uint64_t capacity_bytes = 0;  // transport memory this process holds for writing
   uint64_t in_use_bytes = 0;
   uint64_t in_flight = 0;  // payloads written and not yet released by their reader
@@ -143,8 +147,8 @@ class Connector {
 
 // How a connector is configured: `{name: <type>, extra: {...}}` in a stage config.
 struct ConnectorSpec {
-  std::string type;   // e.g. "SharedMemoryConnector"
-  Value extra;        // map or nil
+  std::string type;  // e.g. "SharedMemoryConnector"
+  Value extra;       // map or nil
 };
 
 struct ConnectorType {

@@ -70,7 +70,7 @@ class [[nodiscard]] Status {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : value_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : value_(std::move(value)) {}         // NOLINT: implicit by design
   Result(Status status) : status_(std::move(status)) {  // NOLINT
     if (status_.ok()) status_ = Status::Internal("Result constructed from an OK status");
   }
@@ -98,10 +98,10 @@ class [[nodiscard]] Result {
 #define OMNICONN_CONCAT(a, b) OMNICONN_CONCAT_INNER(a, b)
 
 // Returns from the enclosing function if `expr` (a Status) is not OK.
-#define OMNICONN_RETURN_IF_ERROR(expr)            \
-  do {                                            \
-    ::omniconn::Status _oc_st = (expr);           \
-    if (!_oc_st.ok()) return _oc_st;              \
+#define OMNICONN_RETURN_IF_ERROR(expr)  \
+  do {                                  \
+    ::omniconn::Status _oc_st = (expr); \
+    if (!_oc_st.ok()) return _oc_st;    \
   } while (0)
 
 // `lhs = value of expr (a Result)`, or return its Status.

@@ -27,18 +27,18 @@ class Value {
   enum class Kind : uint8_t { kNil, kBool, kInt, kUInt, kFloat, kString, kBytes, kList, kMap };
 
   Value() = default;
-  Value(std::nullptr_t) {}                       // NOLINT
-  Value(bool b) : v_(b) {}                        // NOLINT
-  Value(int i) : v_(int64_t{i}) {}                // NOLINT
-  Value(int64_t i) : v_(i) {}                     // NOLINT
-  Value(uint64_t u) : v_(u) {}                    // NOLINT
-  Value(double d) : v_(d) {}                      // NOLINT
-  Value(const char* s) : v_(std::string(s)) {}    // NOLINT
-  Value(std::string s) : v_(std::move(s)) {}      // NOLINT
+  Value(std::nullptr_t) {}                           // NOLINT
+  Value(bool b) : v_(b) {}                           // NOLINT
+  Value(int i) : v_(int64_t{i}) {}                   // NOLINT
+  Value(int64_t i) : v_(i) {}                        // NOLINT
+  Value(uint64_t u) : v_(u) {}                       // NOLINT
+  Value(double d) : v_(d) {}                         // NOLINT
+  Value(const char* s) : v_(std::string(s)) {}       // NOLINT
+  Value(std::string s) : v_(std::move(s)) {}         // NOLINT
   Value(std::string_view s) : v_(std::string(s)) {}  // NOLINT
-  Value(Bytes b) : v_(std::move(b)) {}            // NOLINT
-  Value(List l) : v_(std::move(l)) {}             // NOLINT
-  Value(Map m) : v_(std::move(m)) {}              // NOLINT
+  Value(Bytes b) : v_(std::move(b)) {}               // NOLINT
+  Value(List l) : v_(std::move(l)) {}                // NOLINT
+  Value(Map m) : v_(std::move(m)) {}                 // NOLINT
 
   Kind kind() const { return static_cast<Kind>(v_.index()); }
   bool is_nil() const { return kind() == Kind::kNil; }
