@@ -391,8 +391,8 @@ std::vector<Target> check_targets(const std::vector<SizeResult>& results,
   return targets;
 }
 
-void print_report(const std::vector<SizeResult>& results, const LatencyStats& inline_lat,
-                  const std::vector<Target>& targets) {
+void print_report(const Options& opts, const std::vector<SizeResult>& results,
+                  const LatencyStats& inline_lat, const std::vector<Target>& targets) {
   Table table({"size", "memcpy GB/s best/med", "copy GB/s", "copy/memcpy", "copy n", "loan p50 us",
                "loan p99 us", "loan n"});
   for (const auto& r : results) {
@@ -405,9 +405,10 @@ void print_report(const std::vector<SizeResult>& results, const LatencyStats& in
   }
   table.print(stdout);
   std::printf(
-      "inline 64 B send->recv, spinning reader: p50 %.2f us, p99 %.2f us, max %.1f us "
+      "inline 64 B send->recv (reader spin_us %llu): p50 %.2f us, p99 %.2f us, max %.1f us "
       "(n=%zu)\n",
-      inline_lat.p50_us, inline_lat.p99_us, inline_lat.max_us, inline_lat.count);
+      static_cast<unsigned long long>(opts.spin_us), inline_lat.p50_us, inline_lat.p99_us,
+      inline_lat.max_us, inline_lat.count);
   std::string line = "targets:";
   for (const auto& t : targets) {
     const char* verdict = !t.applicable ? "n/a" : t.pass ? "PASS" : "FAIL";
@@ -501,7 +502,7 @@ Status run_consumer(const char* argv0, const Options& opts) {
   OMNICONN_RETURN_IF_ERROR(consumer.command("quit", kMinSize, 0));
   OMNICONN_RETURN_IF_ERROR(producer->wait(omniconn::deadline_in(kOpTimeout), "producer"));
   const auto targets = check_targets(results, *inline_lat);
-  print_report(results, *inline_lat, targets);
+  print_report(opts, results, *inline_lat, targets);
   if (!opts.json_path.empty()) return write_json(opts, results, *inline_lat, targets);
   return Status::Ok();
 }
