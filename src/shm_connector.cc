@@ -155,12 +155,18 @@ Result<Loan> ShmConnector::loan(size_t nbytes, Deadline deadline) {
 
 namespace {
 
-// Seals a loan's payload (checksums) and returns its size.
+// Seals a loan's payload (checksums) and returns its size. finish_payload has validated the
+// header; readers validate the whole payload again, so the writer does not.
 Result<size_t> seal_loan(ShmLoan* loan) {
-  OMNICONN_RETURN_IF_ERROR(finish_payload(loan->bytes()));
-  auto reader = PayloadReader::open(loan->bytes());
-  if (!reader.ok()) return reader.status().WithContext("committed loan");
-  return reader->size();
+  OMNICONN_RETURN_IF_ERROR(finish_payload(loan->bytes()).WithContext("committed loan"));
+  uint64_t total = 0;
+  std::memcpy(&total, loan->bytes().data() + 40, sizeof total);  // header: total_size
+  if (total < kPayloadHeaderBytes || total > loan->bytes().size()) {
+    return Status::InvalidArgument("committed loan: payload size " + std::to_string(total) +
+                                   " does not fit the loan of " +
+                                   std::to_string(loan->bytes().size()) + " bytes");
+  }
+  return static_cast<size_t>(total);
 }
 
 }  // namespace

@@ -182,9 +182,10 @@ Result<PayloadView> inline_view(const DecodedDescriptor& d, ReadOptions opts) {
 
 Result<std::shared_ptr<Link>> LinkTable::get(uint64_t producer_id, Deadline deadline) {
   std::lock_guard lock(mu_);
+  // A writer id is never reused, so a cached link stays right: if its writer died, requests
+  // on it fail with Unavailable, and payloads already mapped stay readable.
   auto it = links_.find(producer_id);
-  if (it != links_.end() && !it->second->hung_up()) return it->second;
-  if (it != links_.end()) links_.erase(it);
+  if (it != links_.end()) return it->second;
   auto link = open_link(producer_socket_name(producer_id), deadline);
   if (!link.ok()) {
     if (link.status().code() == StatusCode::kNotFound) {
