@@ -75,7 +75,8 @@ class PayloadView {
 
 // Writable transport memory of exactly `size()` bytes, obtained from Connector::loan. Write a
 // payload into it (PayloadBuilder::write_to or write_layout + fill), then commit or send it.
-// A loan dropped without commit gives its space back.
+// A loan dropped without commit gives its space back. A loan must not outlive the connector
+// that made it.
 class Loan {
  public:
   class Impl {
