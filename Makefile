@@ -1,6 +1,6 @@
 # omniconn: user-facing entry points. CMake does the building; this file only sequences it.
 #
-#   make demo          install missing packages, build, run the two-process demo
+#   make demo          install missing packages, build, run the 3-stage demo pipeline
 #   make test          unit tests, ASan/UBSan + TSan builds, install check, /dev/shm check
 #   make test SANITIZERS=0   the same without the sanitizer builds (quick local run)
 #   make build | bench | install [PREFIX=...] | format | format-check | clean
@@ -34,7 +34,7 @@ CTEST := ctest --output-on-failure -j1 --no-tests=error
 FORMAT_DIRS := src include tests bench examples tools
 FORMAT_FILES = $(shell find $(FORMAT_DIRS) -type f \( -name '*.cc' -o -name '*.h' \) 2>/dev/null)
 
-.PHONY: deps build test test-unit test-asan test-tsan test-install demo bench install \
+.PHONY: deps build test test-unit test-asan test-tsan test-install demo demo-transfer bench install \
         format format-check clean
 
 deps:
@@ -93,7 +93,13 @@ endif
 	@scripts/devshm.sh check $(SHM_BEFORE) "make test"
 	@printf '\nmake test: all phases passed\n'; sed 's/^/  /' $(BUILD_DIR)/phases.log
 
+# The main job: the Qwen2.5-Omni-shaped pipeline on automatic SharedMemoryConnectors.
 demo: build
+	$(BUILD_DIR)/tools/omniconn validate examples/qwen2_5_omni.yaml
+	$(BUILD_DIR)/tools/omniconn run examples/qwen2_5_omni.yaml --requests 1000 --concurrency 16
+
+# The two-process transfer demo (size / throughput / latency table).
+demo-transfer: build
 	$(BUILD_DIR)/examples/omniconn_demo
 
 bench: build

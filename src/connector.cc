@@ -4,6 +4,7 @@
 #include <map>
 #include <mutex>
 
+#include "mooncake_options.h"
 #include "omniconn/shm_connector.h"
 
 namespace omniconn {
@@ -83,6 +84,7 @@ ConnectorType shm_connector_type() {
 
 ConnectorRegistry::ConnectorRegistry() : impl_(std::make_shared<Impl>()) {
   impl_->types.emplace("SharedMemoryConnector", shm_connector_type());
+  impl_->types.emplace("MooncakeConnector", mooncake_connector_type());
 }
 
 ConnectorRegistry& ConnectorRegistry::instance() {

@@ -1,0 +1,131 @@
+#include "mooncake_options.h"
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace omniconn {
+
+namespace {
+
+constexpr uint64_t kGiB = uint64_t{1} << 30;
+constexpr const char* kKnownKeys =
+    "host, metadata_server, master, segment, localbuf, proto, rdma, library";
+
+using Errors = std::vector<std::string>;
+
+// An integer, or a string of digits when `digits_ok` (vllm-omni users write both).
+std::optional<int64_t> integer_of(const Value& v, bool digits_ok) {
+  if (auto i = v.as_int()) return i;
+  const std::string* s = v.as_string();
+  if (!digits_ok || s == nullptr || s->empty() || s->size() > 18) return std::nullopt;
+  int64_t out = 0;
+  for (char c : *s) {
+    if (c < '0' || c > '9') return std::nullopt;
+    out = out * 10 + (c - '0');
+  }
+  return out;
+}
+
+void read_string(const Value::Map& m, const char* key, bool may_be_empty, std::string* out,
+                 Errors* errors) {
+  auto it = m.find(key);
+  if (it == m.end()) return;
+  const std::string* s = it->second.as_string();
+  if (s == nullptr || (!may_be_empty && s->empty())) {
+    errors->push_back(std::string(key) + ": want a " + (may_be_empty ? "" : "non-empty ") +
+                      "string, got " +
+                      (s ? std::string("an empty string") : std::string(it->second.kind_name())));
+    return;
+  }
+  *out = *s;
+}
+
+void read_bytes(const Value::Map& m, const char* key, bool digits_ok, uint64_t max, uint64_t* out,
+                Errors* errors) {
+  auto it = m.find(key);
+  if (it == m.end()) return;
+  auto v = integer_of(it->second, digits_ok);
+  if (!v || *v <= 0 || static_cast<uint64_t>(*v) > max) {
+    errors->push_back(std::string(key) + ": want a byte count in [1, " + std::to_string(max) + "]" +
+                      (digits_ok ? " (an integer or a string of digits)" : "") + ", got " +
+                      (v ? std::to_string(*v) : std::string(it->second.kind_name())));
+    return;
+  }
+  *out = static_cast<uint64_t>(*v);
+}
+
+// "host:port" with a non-empty host and a port in [1, 65535].
+bool valid_host_port(const std::string& s) {
+  size_t colon = s.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == s.size()) return false;
+  if (s.size() - colon - 1 > 5) return false;
+  int port = 0;
+  for (size_t i = colon + 1; i < s.size(); ++i) {
+    if (s[i] < '0' || s[i] > '9') return false;
+    port = port * 10 + (s[i] - '0');
+  }
+  return port >= 1 && port <= 65535;
+}
+
+void check_values(const MooncakeOptions& o, const Value::Map& m, Errors* errors) {
+  if (m.contains("master") && m.at("master").as_string() && !valid_host_port(o.master)) {
+    errors->push_back("master: want \"host:port\" (port 1..65535), got \"" + o.master + "\"");
+  }
+  if (o.proto != "tcp" && o.proto != "rdma") {
+    errors->push_back("proto: want \"tcp\" or \"rdma\", got \"" + o.proto + "\"");
+  }
+}
+
+void check_unknown(const Value::Map& m, Errors* errors) {
+  static const char* kKnown[] = {"host",     "metadata_server", "master", "segment",
+                                 "localbuf", "proto",           "rdma",   "library"};
+  for (const auto& [key, value] : m) {
+    bool known = false;
+    for (const char* k : kKnown) known = known || key == k;
+    if (!known) errors->push_back("unknown key '" + key + "' (known: " + kKnownKeys + ")");
+  }
+}
+
+}  // namespace
+
+Result<MooncakeOptions> MooncakeOptions::from_extra(const Value& extra) {
+  MooncakeOptions o;
+  if (extra.is_nil()) return o;
+  const Value::Map* m = extra.as_map();
+  if (m == nullptr) {
+    return Status::InvalidArgument("MooncakeConnector extra: want a map, got " +
+                                   std::string(extra.kind_name()));
+  }
+  Errors errors;
+  read_string(*m, "host", false, &o.host, &errors);
+  read_string(*m, "metadata_server", false, &o.metadata_server, &errors);
+  read_string(*m, "master", false, &o.master, &errors);
+  read_bytes(*m, "segment", true, 1024 * kGiB, &o.segment_bytes, &errors);
+  read_bytes(*m, "localbuf", false, 64 * kGiB, &o.localbuf_bytes, &errors);
+  read_string(*m, "proto", false, &o.proto, &errors);
+  read_string(*m, "rdma", true, &o.rdma, &errors);
+  read_string(*m, "library", false, &o.library, &errors);
+  check_values(o, *m, &errors);
+  check_unknown(*m, &errors);
+  if (errors.empty()) return o;
+  std::string msg = "MooncakeConnector extra: ";
+  for (size_t i = 0; i < errors.size(); ++i) msg += (i ? "; " : "") + errors[i];
+  return Status::InvalidArgument(msg);
+}
+
+ConnectorType mooncake_connector_type() {
+  ConnectorType t;
+  t.name = "MooncakeConnector";
+  t.validate = [](const Value& extra) { return MooncakeOptions::from_extra(extra).status(); };
+  t.create = [](const ConnectorSpec& spec) -> Result<std::unique_ptr<Connector>> {
+    auto opts = MooncakeOptions::from_extra(spec.extra);
+    if (!opts.ok()) return opts.status();
+    return Status::Unavailable(
+        "MooncakeConnector: not available in this build yet; the Mooncake store is loaded at "
+        "run time once the MooncakeConnector lands (see docs/config.md)");
+  };
+  return t;
+}
+
+}  // namespace omniconn

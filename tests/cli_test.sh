@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# The omniconn command as a user runs it: exit codes, the edge table, the error report, a run,
+# and a stage killed mid-run. Usage: cli_test.sh <omniconn binary> <source dir>
+set -uo pipefail
+bin=$1
+src=$2
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+passed=0
+failed=0
+check() {  # check NAME CONDITION...
+  local name=$1
+  shift
+  if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL: $name"; fi
+}
+
+for f in "$src"/examples/*.yaml; do
+  "$bin" validate "$f" >"$tmp/out" 2>&1
+  check "validate $(basename "$f") exits 0" test $? -eq 0
+  check "validate $(basename "$f") prints edges" grep -q -- '->' "$tmp/out"
+done
+
+cat >"$tmp/bad.yaml" <<'YAML'
+runtime:
+  connectors:
+    shm: {name: SharedMemoryConnector, extra: {shm_threshold_bytes: -5}}
+stage_args:
+  - stage_id: 0
+    output_connectors: {to_stage_1: nosuch}
+  - stage_id: 1
+    engine_input_source: [0]
+YAML
+"$bin" validate "$tmp/bad.yaml" >"$tmp/out" 2>&1
+check "invalid config exits 2" test $? -eq 2
+check "error names the key path" grep -q 'stage_args\[0\].output_connectors.to_stage_1' "$tmp/out"
+check "error names the line" grep -q 'bad.yaml:6:' "$tmp/out"
+check "all errors reported" grep -q 'shm_threshold_bytes' "$tmp/out"
+
+"$bin" validate "$tmp/missing.yaml" >/dev/null 2>&1
+check "missing file exits 2" test $? -eq 2
+"$bin" --help >"$tmp/out" 2>&1
+check "--help exits 0" test $? -eq 0
+check "--help lists run" grep -q 'run' "$tmp/out"
+"$bin" run --help >"$tmp/out" 2>&1
+check "run --help documents --requests" grep -q -- '--requests' "$tmp/out"
+"$bin" run >/dev/null 2>&1
+check "missing argument is a usage error" test $? -eq 64
+
+"$bin" run "$src/examples/qwen2_5_omni.yaml" --requests 50 --concurrency 4 --tokens 32 \
+  --json "$tmp/run.json" >"$tmp/out" 2>&1
+check "run exits 0" test $? -eq 0
+check "run prints the edge table" grep -q '0 -> 1' "$tmp/out"
+check "run writes JSON" grep -q '"requests_done": 50' "$tmp/run.json"
+
+"$bin" run "$src/examples/qwen2_5_omni_mooncake.yaml" --requests 5 >"$tmp/out" 2>&1
+check "mooncake run fails clearly" grep -q 'MooncakeConnector' "$tmp/out"
+
+# A stage killed mid-run: the run ends non-zero within 5 s and names the stage.
+"$bin" run "$src/examples/qwen2_5_omni.yaml" --requests 100000000 --tokens 32 >"$tmp/out" 2>&1 &
+run_pid=$!
+sleep 1
+stages=$(cat "/proc/$run_pid/task/$run_pid/children" 2>/dev/null)
+stage=$(echo "$stages" | awk '{print $2}')
+if [ -n "$stage" ]; then
+  kill -9 "$stage"
+  start=$(date +%s%N)
+  wait "$run_pid"
+  rc=$?
+  took_ms=$(( ($(date +%s%N) - start) / 1000000 ))
+  check "killed stage: non-zero exit" test "$rc" -ne 0
+  check "killed stage: ends within 5 s (${took_ms} ms)" test "$took_ms" -lt 5000
+  check "killed stage: names stage 1" grep -q 'stage 1 (talker)' "$tmp/out"
+  for p in $stages; do
+    check "killed stage: stage process $p is gone" test ! -e "/proc/$p"
+  done
+else
+  kill "$run_pid" 2>/dev/null
+  check "found the stage processes" false
+fi
+
+echo "$passed passed, $failed failed"
+test "$failed" -eq 0

@@ -1,0 +1,159 @@
+// The pipeline runtime with real stage processes and the default SharedMemoryConnector.
+#include <dirent.h>
+#include <signal.h>
+
+#include <set>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "omniconn/config.h"
+#include "omniconn/runtime.h"
+
+namespace omniconn {
+namespace {
+
+using namespace std::chrono_literals;
+
+const char* kThreeStages = R"(
+stage_args:
+  - stage_id: 0
+    engine_args: {model_stage: thinker}
+  - stage_id: 1
+    engine_args: {model_stage: talker}
+    engine_input_source: [0]
+  - stage_id: 2
+    engine_args: {model_stage: code2wav}
+    engine_input_source: [1]
+    final_output: true
+    final_output_type: audio
+runtime:
+  edges:
+    - {from: 0, to: 1}
+    - {from: 1, to: 2}
+)";
+
+const char* kFanOutFanIn = R"(
+stage_args:
+  - {stage_id: 0}
+  - {stage_id: 1, engine_input_source: [0]}
+  - {stage_id: 2, engine_input_source: [0]}
+  - {stage_id: 3, engine_input_source: [1, 2]}
+)";
+
+PipelineConfig parse(const char* text) {
+  ConfigLoad c = parse_pipeline_config(text, "test.yaml");
+  for (const auto& e : c.errors) ADD_FAILURE() << e.ToString();
+  return c.config;
+}
+
+RunOptions small(int64_t requests) {
+  RunOptions o;
+  o.requests = requests;
+  o.concurrency = 4;
+  o.workload = Workload{16, 256, 4, 32};
+  o.op_timeout_ms = 10000;
+  return o;
+}
+
+std::set<std::string> list_dir(const char* path) {
+  std::set<std::string> names;
+  if (DIR* d = ::opendir(path)) {
+    while (dirent* e = ::readdir(d)) names.insert(e->d_name);
+    ::closedir(d);
+  }
+  return names;
+}
+
+bool gone(int pid) { return ::kill(pid, 0) != 0 && errno == ESRCH; }
+
+TEST(Runtime, ThreeStagePipelineDeliversEveryRequest) {
+  PipelineConfig config = parse(kThreeStages);
+  auto report = run_pipeline(config, small(200));
+  ASSERT_TRUE(report.ok()) << report.status().ToString();
+  EXPECT_EQ(report->requests_done, 200);
+  ASSERT_EQ(report->edges.size(), 2u);
+  for (const EdgeReport& e : report->edges) {
+    EXPECT_EQ(e.requests, 200) << e.from << "->" << e.to;
+    EXPECT_EQ(e.errors, 0);
+    EXPECT_GT(e.bytes, 0);
+    EXPECT_GT(e.p50_ms, 0);
+  }
+  // Thinker hidden states (16 x 256 f32) + token ids are larger than the talker's codes.
+  EXPECT_GT(report->edges[0].bytes, report->edges[1].bytes);
+  for (const StageReport& s : report->stages) {
+    EXPECT_EQ(s.requests, 200);
+    EXPECT_GT(s.peak_rss_kb, 0);
+    EXPECT_TRUE(gone(s.pid));
+  }
+  EXPECT_NE(format_report(*report).find("0 -> 1"), std::string::npos);
+}
+
+TEST(Runtime, FanOutAndFanIn) {
+  PipelineConfig config = parse(kFanOutFanIn);
+  auto report = run_pipeline(config, small(50));
+  ASSERT_TRUE(report.ok()) << report.status().ToString();
+  ASSERT_EQ(report->edges.size(), 4u);
+  for (const EdgeReport& e : report->edges) EXPECT_EQ(e.requests, 50) << e.from << "->" << e.to;
+}
+
+TEST(Runtime, KilledStageEndsTheRunAndLeavesNothingBehind) {
+  PipelineConfig config = parse(kThreeStages);
+  auto shm_before = list_dir("/dev/shm");
+  auto fds_before = list_dir("/proc/self/fd");
+  RunOptions o = small(1'000'000'000);  // would run for hours
+  std::vector<int> pids;
+  std::thread killer;
+  o.on_started = [&](const std::vector<int>& p) {
+    pids = p;
+    killer = std::thread([pid = p[1]] {
+      std::this_thread::sleep_for(300ms);
+      ::kill(pid, SIGKILL);
+    });
+  };
+  auto t0 = Clock::now();
+  auto report = run_pipeline(config, o);
+  auto took = Clock::now() - t0;
+  killer.join();
+  ASSERT_FALSE(report.ok());
+  EXPECT_LT(took, 300ms + 5s);
+  EXPECT_NE(report.status().message().find("stage 1 (talker)"), std::string::npos)
+      << report.status().ToString();
+  EXPECT_NE(report.status().message().find("signal 9"), std::string::npos)
+      << report.status().ToString();
+  for (int pid : pids) EXPECT_TRUE(gone(pid)) << pid;
+  EXPECT_EQ(list_dir("/dev/shm"), shm_before);
+  EXPECT_EQ(list_dir("/proc/self/fd"), fds_before);
+}
+
+TEST(Runtime, InterruptStopsTheRun) {
+  PipelineConfig config = parse(kThreeStages);
+  RunOptions o = small(1'000'000'000);
+  std::vector<int> pids;
+  std::thread interrupter;
+  o.on_started = [&](const std::vector<int>& p) {
+    pids = p;
+    interrupter = std::thread([] {
+      std::this_thread::sleep_for(300ms);
+      ::kill(::getpid(), SIGINT);
+    });
+  };
+  auto t0 = Clock::now();
+  auto report = run_pipeline(config, o);
+  interrupter.join();
+  ASSERT_FALSE(report.ok());
+  EXPECT_EQ(report.status().code(), StatusCode::kCancelled) << report.status().ToString();
+  EXPECT_LT(Clock::now() - t0, 300ms + 5s);
+  for (int pid : pids) EXPECT_TRUE(gone(pid)) << pid;
+}
+
+TEST(Runtime, RejectsBadOptions) {
+  PipelineConfig config = parse(kThreeStages);
+  RunOptions o = small(10);
+  o.concurrency = 0;
+  auto report = run_pipeline(config, o);
+  EXPECT_EQ(report.status().code(), StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace omniconn

@@ -1,0 +1,142 @@
+// The omniconn command: validate a vllm-omni stage config, or run its pipeline.
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <fstream>
+#include <string>
+
+#include "omniconn/config.h"
+#include "omniconn/runtime.h"
+
+namespace {
+
+using namespace omniconn;
+
+// Exit codes.
+constexpr int kOk = 0;
+constexpr int kRunFailed = 1;
+constexpr int kInvalidConfig = 2;
+constexpr int kUsage = 64;
+
+std::string extra_summary(const Value& extra) {
+  const Value::Map* m = extra.as_map();
+  if (m == nullptr || m->empty()) return "-";
+  std::string out;
+  for (const auto& [k, v] : *m) {
+    std::string val;
+    if (auto i = v.as_int()) {
+      val = std::to_string(*i);
+    } else if (const std::string* s = v.as_string()) {
+      val = *s;
+    } else {
+      val = std::string(v.kind_name());
+    }
+    out += (out.empty() ? "" : " ") + k + "=" + val;
+  }
+  return out;
+}
+
+void print_edges(const PipelineConfig& c) {
+  std::printf("%s: %zu stages, %zu edges\n", c.file.c_str(), c.stages.size(), c.edges.size());
+  std::printf("%-10s %-22s %-24s %s\n", "edge", "connector", "type", "settings");
+  for (const EdgeConfig& e : c.edges) {
+    std::string name = e.automatic ? "(automatic)" : e.connector_name.empty() ? "(inline)"
+                                                                             : e.connector_name;
+    std::printf("%-10s %-22s %-24s %s\n", (e.from + " -> " + e.to).c_str(), name.c_str(),
+                e.spec.type.c_str(), extra_summary(e.spec.extra).c_str());
+  }
+}
+
+// Loads a config; prints every error and returns false when there are any.
+bool load(const std::string& path, ConfigLoad* out) {
+  *out = load_pipeline_config(path);
+  for (const ConfigError& e : out->errors) std::fprintf(stderr, "%s\n", e.ToString().c_str());
+  if (!out->ok()) {
+    std::fprintf(stderr, "%zu error%s in %s\n", out->errors.size(),
+                 out->errors.size() == 1 ? "" : "s", path.c_str());
+  }
+  return out->ok();
+}
+
+int cmd_validate(const std::string& path) {
+  ConfigLoad c;
+  if (!load(path, &c)) return kInvalidConfig;
+  print_edges(c.config);
+  return kOk;
+}
+
+int cmd_run(const std::string& path, RunOptions opts, const std::string& json_path) {
+  ConfigLoad c;
+  if (!load(path, &c)) return kInvalidConfig;
+  auto report = run_pipeline(c.config, opts);
+  if (!report.ok()) {
+    std::fprintf(stderr, "omniconn run: %s\n", report.status().ToString().c_str());
+    return kRunFailed;
+  }
+  std::fputs(format_report(*report).c_str(), stdout);
+  if (!json_path.empty()) {
+    std::ofstream f(json_path);
+    f << report_json(*report, c.config, opts);
+    if (!f) {
+      std::fprintf(stderr, "omniconn run: cannot write %s\n", json_path.c_str());
+      return kRunFailed;
+    }
+  }
+  return kOk;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "omniconn: moves payloads between the stages of a model pipeline.\n"
+      "Reads vllm-omni stage-config YAML files unchanged.\n"
+      "Exit codes: 0 ok, 1 run failed, 2 invalid config, 64 bad usage."};
+  app.require_subcommand(1);
+  std::string cfg, json_path;
+  RunOptions opts;
+  bool no_progress = false;
+
+  auto* validate = app.add_subcommand(
+      "validate", "Check a stage config and print the resolved edge table (from -> to, "
+                  "connector, type, settings), or every error with file:line and key path.");
+  validate->add_option("config", cfg, "stage-config YAML file")->required();
+
+  auto* run = app.add_subcommand(
+      "run", "Run the pipeline: one process per stage, payloads passed stage to stage over the "
+             "edges' connectors; prints a per-edge table (requests, bytes, p50/p99 latency, "
+             "throughput, errors) and each stage's peak RSS.");
+  run->add_option("config", cfg, "stage-config YAML file")->required();
+  run->add_option("-n,--requests", opts.requests, "requests to run")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
+  run->add_option("-c,--concurrency", opts.concurrency, "requests in flight at once")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  run->add_option("--json", json_path, "also write the results as JSON to this file");
+  run->add_option("--tokens", opts.workload.tokens, "tokens per request")->capture_default_str();
+  run->add_option("--hidden-size", opts.workload.hidden_size,
+                  "source stage (Thinker) hidden size: hidden states are tokens x this, f32")
+      ->capture_default_str();
+  run->add_option("--codes-per-token", opts.workload.codes_per_token,
+                  "middle stages (Talker): codec codes per token, i64")
+      ->capture_default_str();
+  run->add_option("--audio-samples-per-token", opts.workload.audio_samples_per_token,
+                  "sink stage (Code2Wav): f32 audio samples produced per token")
+      ->capture_default_str();
+  run->add_option("--op-timeout-ms", opts.op_timeout_ms,
+                  "a stage gives up on a send or receive that makes no progress this long")
+      ->capture_default_str();
+  run->add_flag("--no-progress", no_progress, "no progress bar (it is shown on a terminal)");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return rc == 0 ? kOk : kUsage;
+  }
+  if (*validate) return cmd_validate(cfg);
+  opts.progress = !no_progress && ::isatty(STDERR_FILENO);
+  return cmd_run(cfg, opts, json_path);
+}
