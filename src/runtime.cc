@@ -27,8 +27,12 @@ using runtime::LineReader;
 using runtime::StagePlan;
 
 volatile std::sig_atomic_t g_interrupted = 0;
-void on_interrupt(int sig) { g_interrupted = sig; }
-void on_stage_term(int) { runtime::g_stage_stop = 1; }
+void on_interrupt(int sig) {
+  g_interrupted = sig;
+}
+void on_stage_term(int) {
+  runtime::g_stage_stop = 1;
+}
 
 struct Proc {
   const StageConfig* stage = nullptr;
@@ -206,8 +210,7 @@ Status Orchestrator::reap() {
       if (line.rfind("error ", 0) == 0) p.error = line.substr(6);
     }
     return Status::Unavailable(p.label + " (pid " + std::to_string(p.pid) + ") " +
-                               describe_exit(status) +
-                               (p.error.empty() ? "" : ": " + p.error));
+                               describe_exit(status) + (p.error.empty() ? "" : ": " + p.error));
   }
   return Status::Ok();
 }
@@ -316,7 +319,8 @@ RunReport Orchestrator::report() const {
   r.wall_s = wall_s_;
   r.requests_done = completed_;
   for (const EdgeConfig& e : config_.edges) {
-    EdgeReport er{e.from, e.to, e.spec.type + (e.automatic ? " (auto)" : " (" + e.connector_name + ")")};
+    EdgeReport er{e.from, e.to,
+                  e.spec.type + (e.automatic ? " (auto)" : " (" + e.connector_name + ")")};
     for (const Proc& p : procs_) {
       for (const json& s : p.stats.value("edges", json::array())) {
         if (s.value("from", "") != e.from || s.value("to", "") != e.to) continue;
@@ -335,11 +339,10 @@ RunReport Orchestrator::report() const {
   for (const Proc& p : procs_) {
     const Value* ea = p.stage->raw.find("engine_args");
     const Value* ms = ea != nullptr ? ea->find("model_stage") : nullptr;
-    r.stages.push_back(StageReport{p.stage->id,
-                                   ms != nullptr && ms->as_string() ? *ms->as_string() : "",
-                                   p.pid, p.stats.value("rss_kb", int64_t{0}),
-                                   p.stats.value("requests", int64_t{0}),
-                                   p.stats.value("output_bytes", int64_t{0})});
+    r.stages.push_back(
+        StageReport{p.stage->id, ms != nullptr && ms->as_string() ? *ms->as_string() : "", p.pid,
+                    p.stats.value("rss_kb", int64_t{0}), p.stats.value("requests", int64_t{0}),
+                    p.stats.value("output_bytes", int64_t{0})});
   }
   return r;
 }

@@ -36,14 +36,15 @@ std::string lpad(const std::string& s, size_t w) {
 }  // namespace
 
 std::string format_report(const RunReport& r) {
-  std::string out = "edge      connector                             requests       bytes"
-                    "   p50 ms   p99 ms   max ms      MB/s  errors\n";
+  std::string out =
+      "edge      connector                             requests       bytes"
+      "   p50 ms   p99 ms   max ms      MB/s  errors\n";
   for (const EdgeReport& e : r.edges) {
     out += pad(e.from + " -> " + e.to, 10) + pad(e.connector, 36) +
-           lpad(std::to_string(e.requests), 10) + lpad(human_bytes(static_cast<double>(e.bytes)), 12) +
-           lpad(fmt("%.3f", e.p50_ms), 9) + lpad(fmt("%.3f", e.p99_ms), 9) +
-           lpad(fmt("%.3f", e.max_ms), 9) + lpad(fmt("%.1f", e.mb_per_s), 10) +
-           lpad(std::to_string(e.errors), 8) + "\n";
+           lpad(std::to_string(e.requests), 10) +
+           lpad(human_bytes(static_cast<double>(e.bytes)), 12) + lpad(fmt("%.3f", e.p50_ms), 9) +
+           lpad(fmt("%.3f", e.p99_ms), 9) + lpad(fmt("%.3f", e.max_ms), 9) +
+           lpad(fmt("%.1f", e.mb_per_s), 10) + lpad(std::to_string(e.errors), 8) + "\n";
   }
   out += "\nstage  name        pid      requests  peak RSS\n";
   for (const StageReport& s : r.stages) {
@@ -51,39 +52,46 @@ std::string format_report(const RunReport& r) {
            lpad(std::to_string(s.requests), 8) +
            lpad(fmt("%.1f MiB", static_cast<double>(s.peak_rss_kb) / 1024.0), 12) + "\n";
   }
-  out += "\n" + std::to_string(r.requests_done) + " requests in " + fmt("%.2f", r.wall_s) +
-         " s (" + fmt("%.1f", r.wall_s > 0 ? static_cast<double>(r.requests_done) / r.wall_s : 0) +
+  out += "\n" + std::to_string(r.requests_done) + " requests in " + fmt("%.2f", r.wall_s) + " s (" +
+         fmt("%.1f", r.wall_s > 0 ? static_cast<double>(r.requests_done) / r.wall_s : 0) +
          " requests/s)\n";
   return out;
 }
 
-std::string report_json(const RunReport& r, const PipelineConfig& config,
-                        const RunOptions& o) {
+std::string report_json(const RunReport& r, const PipelineConfig& config, const RunOptions& o) {
   nlohmann::json edges = nlohmann::json::array(), stages = nlohmann::json::array();
   for (const EdgeReport& e : r.edges) {
-    edges.push_back({{"from", e.from}, {"to", e.to}, {"connector", e.connector},
-                     {"requests", e.requests}, {"bytes", e.bytes}, {"p50_ms", e.p50_ms},
-                     {"p99_ms", e.p99_ms}, {"max_ms", e.max_ms}, {"mb_per_s", e.mb_per_s},
+    edges.push_back({{"from", e.from},
+                     {"to", e.to},
+                     {"connector", e.connector},
+                     {"requests", e.requests},
+                     {"bytes", e.bytes},
+                     {"p50_ms", e.p50_ms},
+                     {"p99_ms", e.p99_ms},
+                     {"max_ms", e.max_ms},
+                     {"mb_per_s", e.mb_per_s},
                      {"errors", e.errors}});
   }
   for (const StageReport& s : r.stages) {
-    stages.push_back({{"stage", s.id}, {"name", s.name}, {"pid", s.pid},
-                      {"peak_rss_kb", s.peak_rss_kb}, {"requests", s.requests},
+    stages.push_back({{"stage", s.id},
+                      {"name", s.name},
+                      {"pid", s.pid},
+                      {"peak_rss_kb", s.peak_rss_kb},
+                      {"requests", s.requests},
                       {"output_bytes", s.output_bytes}});
   }
-  nlohmann::json j = {
-      {"config", config.file},
-      {"requests", o.requests},
-      {"concurrency", o.concurrency},
-      {"workload",
-       {{"tokens", o.workload.tokens},
-        {"hidden_size", o.workload.hidden_size},
-        {"codes_per_token", o.workload.codes_per_token},
-        {"audio_samples_per_token", o.workload.audio_samples_per_token}}},
-      {"wall_s", r.wall_s},
-      {"requests_done", r.requests_done},
-      {"edges", edges},
-      {"stages", stages}};
+  nlohmann::json j = {{"config", config.file},
+                      {"requests", o.requests},
+                      {"concurrency", o.concurrency},
+                      {"workload",
+                       {{"tokens", o.workload.tokens},
+                        {"hidden_size", o.workload.hidden_size},
+                        {"codes_per_token", o.workload.codes_per_token},
+                        {"audio_samples_per_token", o.workload.audio_samples_per_token}}},
+                      {"wall_s", r.wall_s},
+                      {"requests_done", r.requests_done},
+                      {"edges", edges},
+                      {"stages", stages}};
   return j.dump(2) + "\n";
 }
 

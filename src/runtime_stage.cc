@@ -16,7 +16,9 @@ namespace omniconn::runtime {
 
 volatile std::sig_atomic_t g_stage_stop = 0;
 
-std::string request_name(int64_t i) { return "req-" + std::to_string(i); }
+std::string request_name(int64_t i) {
+  return "req-" + std::to_string(i);
+}
 
 ConnectorSpec spec_for_run(const EdgeConfig& edge, const std::string& name_space) {
   ConnectorSpec spec = edge.spec;
@@ -65,7 +67,9 @@ namespace {
 
 using nlohmann::json;
 
-int64_t now_ns() { return Clock::now().time_since_epoch().count(); }
+int64_t now_ns() {
+  return Clock::now().time_since_epoch().count();
+}
 
 uint64_t salt_of(std::string_view name) {
   uint64_t h = 1469598103934665603ULL;
@@ -231,8 +235,8 @@ Status Stage::send_until(Connector& c, const PayloadKey& key, const PayloadBuild
 }
 
 Status Stage::produce_and_send(int64_t i) {
-  for (Tensor& t : outputs_) fill(t.data.data(), t.data.size(), static_cast<uint64_t>(i),
-                                  salt_of(t.name));
+  for (Tensor& t : outputs_)
+    fill(t.data.data(), t.data.size(), static_cast<uint64_t>(i), salt_of(t.name));
   if (plan_.outputs.empty()) {
     for (const Tensor& t : outputs_) output_bytes_ += static_cast<int64_t>(t.data.size());
     return write_line(plan_.evt_fd, "done " + std::to_string(i))

@@ -65,7 +65,9 @@ std::set<std::string> list_dir(const char* path) {
   return names;
 }
 
-bool gone(int pid) { return ::kill(pid, 0) != 0 && errno == ESRCH; }
+bool gone(int pid) {
+  return ::kill(pid, 0) != 0 && errno == ESRCH;
+}
 
 TEST(Runtime, ThreeStagePipelineDeliversEveryRequest) {
   PipelineConfig config = parse(kThreeStages);

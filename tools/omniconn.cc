@@ -41,8 +41,9 @@ void print_edges(const PipelineConfig& c) {
   std::printf("%s: %zu stages, %zu edges\n", c.file.c_str(), c.stages.size(), c.edges.size());
   std::printf("%-10s %-22s %-24s %s\n", "edge", "connector", "type", "settings");
   for (const EdgeConfig& e : c.edges) {
-    std::string name = e.automatic ? "(automatic)" : e.connector_name.empty() ? "(inline)"
-                                                                             : e.connector_name;
+    std::string name = e.automatic                ? "(automatic)"
+                       : e.connector_name.empty() ? "(inline)"
+                                                  : e.connector_name;
     std::printf("%-10s %-22s %-24s %s\n", (e.from + " -> " + e.to).c_str(), name.c_str(),
                 e.spec.type.c_str(), extra_summary(e.spec.extra).c_str());
   }
@@ -98,15 +99,17 @@ int main(int argc, char** argv) {
   RunOptions opts;
   bool no_progress = false;
 
-  auto* validate = app.add_subcommand(
-      "validate", "Check a stage config and print the resolved edge table (from -> to, "
-                  "connector, type, settings), or every error with file:line and key path.");
+  auto* validate =
+      app.add_subcommand("validate",
+                         "Check a stage config and print the resolved edge table (from -> to, "
+                         "connector, type, settings), or every error with file:line and key path.");
   validate->add_option("config", cfg, "stage-config YAML file")->required();
 
   auto* run = app.add_subcommand(
-      "run", "Run the pipeline: one process per stage, payloads passed stage to stage over the "
-             "edges' connectors; prints a per-edge table (requests, bytes, p50/p99 latency, "
-             "throughput, errors) and each stage's peak RSS.");
+      "run",
+      "Run the pipeline: one process per stage, payloads passed stage to stage over the "
+      "edges' connectors; prints a per-edge table (requests, bytes, p50/p99 latency, "
+      "throughput, errors) and each stage's peak RSS.");
   run->add_option("config", cfg, "stage-config YAML file")->required();
   run->add_option("-n,--requests", opts.requests, "requests to run")
       ->capture_default_str()

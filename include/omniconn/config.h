@@ -19,8 +19,8 @@ namespace omniconn {
 // One problem in a config file, located precisely enough to fix it.
 struct ConfigError {
   std::string file;
-  int line = 0;    // 1-based; 0 when unknown
-  int column = 0;  // 1-based; 0 when unknown
+  int line = 0;          // 1-based; 0 when unknown
+  int column = 0;        // 1-based; 0 when unknown
   std::string key_path;  // e.g. "stage_args[1].input_connectors.from_stage_0"
   std::string message;   // what is wrong
   std::string hint;      // what would fix it (may be empty)
@@ -31,7 +31,7 @@ struct ConfigError {
 
 struct StageConfig {
   int64_t stage_id = 0;
-  std::string id;  // stage_id as a string ("0"), the form edges and keys use
+  std::string id;        // stage_id as a string ("0"), the form edges and keys use
   std::string key_path;  // "stage_args[i]"
   bool final_output = false;
   std::string final_output_type;  // "text", "audio", "image" or empty
@@ -51,10 +51,10 @@ struct EdgeConfig {
 
 struct PipelineConfig {
   std::string file;
-  std::vector<StageConfig> stages;  // in file order
-  std::vector<EdgeConfig> edges;    // sorted by (from, to)
+  std::vector<StageConfig> stages;                  // in file order
+  std::vector<EdgeConfig> edges;                    // sorted by (from, to)
   std::map<std::string, ConnectorSpec> connectors;  // runtime.connectors, by name
-  Value raw;  // the whole document
+  Value raw;                                        // the whole document
 
   const StageConfig* stage(std::string_view id) const;
 };
