@@ -790,24 +790,84 @@ void ConfigBuilder::make_edges(const std::set<EdgeKey>& bad) {
 // ---------------------------------------------------------------------------------------------
 // Entry points
 
-void parse_into(const std::string& text, Diagnostics* diag, PipelineConfig* out) {
-  std::vector<YAML::Node> docs;
+// A document marker at column 0: `---` or `...`, alone or followed by a space.
+bool is_marker(std::string_view line, std::string_view marker) {
+  return line.starts_with(marker) &&
+         (line.size() == 3 || line[3] == ' ' || line[3] == '\t' || line[3] == '\r');
+}
+
+// Where the text's second YAML document starts (a location with line 0: it has one). yaml-cpp's
+// LoadAll loops forever on some inputs (a stray ',' at the start), so documents are counted
+// here and only the first is parsed. In YAML a marker at column 0 is always a marker.
+Loc second_document(std::string_view text) {
+  bool in_doc = false;  // a document has begun: content, or an explicit `---`
+  bool ended = false;   // `...` closed it
+  int line = 0;
+  for (size_t pos = 0; pos < text.size(); ++line) {
+    size_t end = std::min(text.find('\n', pos), text.size());
+    std::string_view l = text.substr(pos, end - pos);
+    pos = end + 1;
+    size_t first = l.find_first_not_of(" \t\r");
+    bool content = first != std::string_view::npos && l[first] != '#' && !(!in_doc && l[0] == '%');
+    if (is_marker(l, "---") || (content && ended && !is_marker(l, "..."))) {
+      if (in_doc || ended) return Loc{line + 1, 1};
+      in_doc = true;
+    } else if (is_marker(l, "...")) {
+      ended = ended || in_doc;
+      in_doc = false;
+    } else if (content) {
+      in_doc = true;
+    }
+  }
+  return {};
+}
+
+// The first character of the document that is not blank, a comment, a directive or a marker.
+std::optional<std::pair<Loc, char>> first_content(std::string_view text) {
+  int line = 0;
+  for (size_t pos = 0; pos < text.size(); ++line) {
+    size_t end = std::min(text.find('\n', pos), text.size());
+    std::string_view l = text.substr(pos, end - pos);
+    pos = end + 1;
+    size_t first = l.find_first_not_of(" \t\r");
+    if (first == std::string_view::npos || l[first] == '#' || l[0] == '%') continue;
+    if (is_marker(l, "---") || is_marker(l, "...")) continue;
+    return std::pair(Loc{line + 1, static_cast<int>(first) + 1}, l[first]);
+  }
+  return std::nullopt;
+}
+
+// The first document, or nullopt after reporting why there is none to read.
+std::optional<YAML::Node> load_yaml(const std::string& text, Diagnostics* diag) {
+  const char* hint = "check the indentation and the brackets/quotes around this position";
+  YAML::Node root;
   try {
-    docs = YAML::LoadAll(text);
+    root = YAML::Load(text);
   } catch (const YAML::Exception& e) {
-    diag->add_at(loc_of(e.mark), "", "YAML syntax error: " + e.msg,
-                 "check the indentation and the brackets/quotes around this position");
-    return;
+    // yaml-cpp's DeepRecursion says "bad file".
+    std::string msg = e.msg == "bad file" ? "nesting too deep for the YAML parser" : e.msg;
+    diag->add_at(loc_of(e.mark), "", "YAML syntax error: " + msg, hint);
+    return std::nullopt;
   }
-  if (docs.size() > 1) {
-    diag->add_at(loc_of(docs[1].Mark()), "", "the file holds more than one YAML document",
-                 "keep one document: remove the `---` line and what follows it");
-    return;
+  if (Loc second = second_document(text); second.line > 0) {
+    diag->add_at(second, "", "the file holds more than one YAML document",
+                 "keep one document: remove this line and what follows it");
+    return std::nullopt;
   }
-  YAML::Node root = docs.empty() ? YAML::Node() : docs[0];
+  auto first = first_content(text);
+  if (root.IsNull() && first && first->second == ',') {  // yaml-cpp reads a stray ',' as null
+    diag->add_at(first->first, "", "YAML syntax error: unexpected ','", hint);
+    return std::nullopt;
+  }
+  return root;
+}
+
+void parse_into(const std::string& text, Diagnostics* diag, PipelineConfig* out) {
+  std::optional<YAML::Node> root = load_yaml(text, diag);
+  if (!root) return;
   diag->set_loc("", Loc{1, 1});
   YamlReader reader(diag);
-  out->raw = reader.read(root, "", 0);
+  out->raw = reader.read(*root, "", 0);
   if (reader.limit_hit()) return;  // the tree is incomplete
   ConfigBuilder(diag, out).build(out->raw);
 }

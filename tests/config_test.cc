@@ -318,8 +318,24 @@ TEST(ConfigErrors, YamlSyntaxError) {
 
 TEST(ConfigErrors, MoreThanOneDocument) {
   EXPECT_TRUE(parse("---\n" + std::string(kTwoStages)).ok());
-  EXPECT_TRUE(HasError(parse(kTwoStages + std::string("---\nstage_args: []\n")), "", 6,
+  EXPECT_TRUE(parse(kTwoStages + std::string("...\n# the end\n")).ok());
+  EXPECT_TRUE(HasError(parse(kTwoStages + std::string("---\nstage_args: []\n")), "", 5,
                        "more than one YAML document"));
+  EXPECT_TRUE(HasError(parse(kTwoStages + std::string("...\nstage_args: []\n")), "", 6,
+                       "more than one YAML document"));
+}
+
+// yaml-cpp 0.7's LoadAll never returns on these; the loader must.
+TEST(ConfigErrors, StrayCommaAtTheStart) {
+  EXPECT_TRUE(HasError(parse(","), "", 1, "YAML syntax error: unexpected ','"));
+  EXPECT_TRUE(HasError(parse("# comment\n  ,stage_args: []\n"), "", 2, "unexpected ','"));
+  EXPECT_TRUE(HasError(parse(kTwoStages + std::string("---\n,\n")), "", 5, "more than one"));
+}
+
+TEST(ConfigErrors, DeepFlowNestingIsAnErrorNotACrash) {
+  ConfigLoad load = parse("stage_args: " + std::string(100000, '['));
+  ASSERT_EQ(load.errors.size(), 1u) << dump(load);
+  EXPECT_NE(load.errors[0].message.find("YAML syntax error"), std::string::npos) << dump(load);
 }
 
 TEST(ConfigErrors, TopLevelNotAMap) {
