@@ -69,6 +69,7 @@ class ShmConnector final : public Connector {
   Result<std::string> encode(const PayloadKey& key, const PayloadBuilder& payload,
                              Deadline deadline);
   Result<std::string> publish(ShmLoan* loan, const PayloadKey& key, size_t size);
+  Result<std::pair<std::string, size_t>> publish_loan(Loan& loan, const PayloadKey& key);
   Status deliver(const PayloadKey& key, std::string desc, Deadline deadline);
   Result<EdgeSender*> sender(const PayloadKey& key);
   Result<std::shared_ptr<EdgeReceiver>> receiver(std::string_view from, std::string_view to,
@@ -171,19 +172,25 @@ Result<size_t> seal_loan(ShmLoan* loan) {
 
 }  // namespace
 
-Result<Descriptor> ShmConnector::commit(Loan loan, const PayloadKey& key) {
+// Checks, seals and publishes a loan; returns its descriptor and payload size.
+Result<std::pair<std::string, size_t>> ShmConnector::publish_loan(Loan& loan,
+                                                                  const PayloadKey& key) {
   auto* impl = dynamic_cast<ShmLoan*>(loan.impl());
   if (impl == nullptr || impl->writer() != &writer_) {
-    return count_status(Status::InvalidArgument("loan does not come from this connector"));
+    return Status::InvalidArgument("loan does not come from this connector");
   }
-  OMNICONN_RETURN_IF_ERROR(count_status(check_key(key)));
-  auto size = seal_loan(impl);
-  if (!size.ok()) return count_status(size.status());
-  auto desc = publish(impl, key, *size);
-  if (!desc.ok()) return count_status(desc.status());
+  OMNICONN_RETURN_IF_ERROR(check_key(key));
+  OMNICONN_ASSIGN_OR_RETURN(size_t size, seal_loan(impl));
+  OMNICONN_ASSIGN_OR_RETURN(std::string desc, publish(impl, key, size));
+  return std::make_pair(std::move(desc), size);
+}
+
+Result<Descriptor> ShmConnector::commit(Loan loan, const PayloadKey& key) {
+  auto published = publish_loan(loan, key);
+  if (!published.ok()) return count_status(published.status());
   c_.puts.fetch_add(1, std::memory_order_relaxed);
-  c_.bytes_out.fetch_add(*size, std::memory_order_relaxed);
-  return Descriptor{std::move(*desc)};
+  c_.bytes_out.fetch_add(published->second, std::memory_order_relaxed);
+  return Descriptor{std::move(published->first)};
 }
 
 Result<PayloadView> ShmConnector::take(const DecodedDescriptor& d, Link* link, Deadline deadline) {
@@ -238,18 +245,11 @@ Status ShmConnector::send(const PayloadKey& key, const PayloadBuilder& payload, 
 }
 
 Status ShmConnector::send_loan(Loan loan, const PayloadKey& key, Deadline deadline) {
-  auto* impl = dynamic_cast<ShmLoan*>(loan.impl());
-  if (impl == nullptr || impl->writer() != &writer_) {
-    return count_status(Status::InvalidArgument("loan does not come from this connector"));
-  }
-  OMNICONN_RETURN_IF_ERROR(count_status(check_key(key)));
-  auto size = seal_loan(impl);
-  if (!size.ok()) return count_status(size.status());
-  auto desc = publish(impl, key, *size);
-  if (!desc.ok()) return count_status(desc.status());
-  OMNICONN_RETURN_IF_ERROR(count_status(deliver(key, std::move(*desc), deadline)));
+  auto published = publish_loan(loan, key);
+  if (!published.ok()) return count_status(published.status());
+  OMNICONN_RETURN_IF_ERROR(count_status(deliver(key, std::move(published->first), deadline)));
   c_.sends.fetch_add(1, std::memory_order_relaxed);
-  c_.bytes_out.fetch_add(*size, std::memory_order_relaxed);
+  c_.bytes_out.fetch_add(published->second, std::memory_order_relaxed);
   return Status::Ok();
 }
 
