@@ -338,8 +338,23 @@ class PyConnector {
 
 }  // namespace
 
+namespace {
+
+// The payload-format bytes of `data`, as put would write them (docs/format.md).
+py::bytes encode_payload(const py::object& data) {
+  Encoded e;
+  e.tree = encode(data, &e, 0);
+  auto bytes = build(e).encode();
+  check(bytes.status());
+  return py::bytes(reinterpret_cast<const char*>(bytes->data()), bytes->size());
+}
+
+}  // namespace
+
 PYBIND11_MODULE(omniconn, m) {
   m.doc() = "omniconn connectors with vllm-omni's call shapes; numpy arrays travel zero-copy.";
+  m.def("encode_payload", &encode_payload, py::arg("data"),
+        "The payload-format bytes (docs/format.md) that put would write for `data`.");
   py::class_<PyConnector>(m, "Connector")
       .def(py::init<const py::dict&>(), py::arg("spec"))
       .def("put", &PyConnector::put, py::arg("from_stage"), py::arg("to_stage"),
