@@ -126,3 +126,14 @@ def test_get_with_deadline_uses_time_monotonic():
         obj, _ = c.get_with_deadline("0", "1", "r", meta, deadline=time.monotonic() + 5)
         np.testing.assert_array_equal(obj["x"], np.arange(10))
         assert c.get_with_deadline("0", "1", "r", None, deadline=time.monotonic()) is None
+
+
+def test_two_stage_example_runs():
+    import pathlib
+    import subprocess
+    import sys
+    example = pathlib.Path(__file__).resolve().parents[2] / "examples" / "python" / "two_stage.py"
+    out = subprocess.run([sys.executable, str(example), "--requests", "20"], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.startswith("20 requests")
