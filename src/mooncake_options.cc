@@ -1,5 +1,7 @@
 #include "mooncake_options.h"
 
+#include "extra_keys.h"
+
 #include <optional>
 #include <string>
 #include <vector>
@@ -9,23 +11,8 @@ namespace omniconn {
 namespace {
 
 constexpr uint64_t kGiB = uint64_t{1} << 30;
-constexpr const char* kKnownKeys =
-    "host, metadata_server, master, segment, localbuf, proto, rdma, library";
-
-using Errors = std::vector<std::string>;
-
-// An integer, or a string of digits when `digits_ok` (vllm-omni users write both).
-std::optional<int64_t> integer_of(const Value& v, bool digits_ok) {
-  if (auto i = v.as_int()) return i;
-  const std::string* s = v.as_string();
-  if (!digits_ok || s == nullptr || s->empty() || s->size() > 18) return std::nullopt;
-  int64_t out = 0;
-  for (char c : *s) {
-    if (c < '0' || c > '9') return std::nullopt;
-    out = out * 10 + (c - '0');
-  }
-  return out;
-}
+using extra::Errors;
+using extra::integer_of;
 
 void read_string(const Value::Map& m, const char* key, bool may_be_empty, std::string* out,
                  Errors* errors) {
@@ -77,16 +64,6 @@ void check_values(const MooncakeOptions& o, const Value::Map& m, Errors* errors)
   }
 }
 
-void check_unknown(const Value::Map& m, Errors* errors) {
-  static const char* kKnown[] = {"host",     "metadata_server", "master", "segment",
-                                 "localbuf", "proto",           "rdma",   "library"};
-  for (const auto& [key, value] : m) {
-    bool known = false;
-    for (const char* k : kKnown) known = known || key == k;
-    if (!known) errors->push_back("unknown key '" + key + "' (known: " + kKnownKeys + ")");
-  }
-}
-
 }  // namespace
 
 Result<MooncakeOptions> MooncakeOptions::from_extra(const Value& extra) {
@@ -107,11 +84,11 @@ Result<MooncakeOptions> MooncakeOptions::from_extra(const Value& extra) {
   read_string(*m, "rdma", true, &o.rdma, &errors);
   read_string(*m, "library", false, &o.library, &errors);
   check_values(o, *m, &errors);
-  check_unknown(*m, &errors);
-  if (errors.empty()) return o;
-  std::string msg = "MooncakeConnector extra: ";
-  for (size_t i = 0; i < errors.size(); ++i) msg += (i ? "; " : "") + errors[i];
-  return Status::InvalidArgument(msg);
+  extra::check_known_keys(
+      *m, {"host", "metadata_server", "master", "segment", "localbuf", "proto", "rdma", "library"},
+      &errors);
+  OMNICONN_RETURN_IF_ERROR(extra::to_status("MooncakeConnector", errors));
+  return o;
 }
 
 ConnectorType mooncake_connector_type() {

@@ -1,6 +1,7 @@
 #include <string>
 #include <vector>
 
+#include "extra_keys.h"
 #include "omniconn/shm_connector.h"
 
 namespace omniconn {
@@ -16,18 +17,7 @@ struct SizeKey {
   uint64_t max;
 };
 
-// Integers, or strings of digits (vllm-omni reads these keys with Python's int()).
-std::optional<int64_t> integer_of(const Value& v) {
-  if (auto i = v.as_int()) return i;
-  const std::string* s = v.as_string();
-  if (s == nullptr || s->empty() || s->size() > 18) return std::nullopt;
-  int64_t out = 0;
-  for (char c : *s) {
-    if (c < '0' || c > '9') return std::nullopt;
-    out = out * 10 + (c - '0');
-  }
-  return out;
-}
+using extra::integer_of;
 
 void read_size(const Value::Map& extra, const SizeKey& key, uint64_t* out,
                std::vector<std::string>* errors) {
@@ -91,23 +81,13 @@ Result<ShmOptions> ShmOptions::from_extra(const Value& extra) {
       o.name_space = *ns;
     }
   }
-  static const char* kKnown[] = {
-      "shm_threshold_bytes", "arena_bytes", "max_payload_bytes", "max_inflight",
-      "ring_bytes",          "spin_us",     "namespace"};
-  for (const auto& [key, value] : *m) {
-    bool known = false;
-    for (const char* k : kKnown) known = known || key == k;
-    if (!known) {
-      errors.push_back("unknown key '" + key +
-                       "' (known: shm_threshold_bytes, arena_bytes, max_payload_bytes, "
-                       "max_inflight, ring_bytes, spin_us, namespace)");
-    }
-  }
+  extra::check_known_keys(*m,
+                          {"shm_threshold_bytes", "arena_bytes", "max_payload_bytes",
+                           "max_inflight", "ring_bytes", "spin_us", "namespace"},
+                          &errors);
   check_relations(o, &errors);
-  if (errors.empty()) return o;
-  std::string msg = "SharedMemoryConnector extra: ";
-  for (size_t i = 0; i < errors.size(); ++i) msg += (i ? "; " : "") + errors[i];
-  return Status::InvalidArgument(msg);
+  OMNICONN_RETURN_IF_ERROR(extra::to_status("SharedMemoryConnector", errors));
+  return o;
 }
 
 }  // namespace omniconn
