@@ -18,3 +18,19 @@ cmake -S "$root/tests/install" -B "$work/build" -DCMAKE_BUILD_TYPE=RelWithDebInf
   -DCMAKE_PREFIX_PATH="$work/prefix" -DOMNICONN_EXPECTED_PREFIX="$work/prefix"
 cmake --build "$work/build" -j"$jobs"
 "$work/build/omniconn_install_check"
+
+# The Python package, when it was built: importable from the prefix alone.
+pydir="$work/prefix/lib/python3/dist-packages"
+if [[ -d "$pydir/omniconn" ]]; then
+  (cd "$work" && PYTHONPATH="$pydir" /usr/bin/python3 - "$work/prefix" <<'PY'
+import sys
+import numpy as np
+import omniconn
+assert omniconn.__file__.startswith(sys.argv[1]), omniconn.__file__
+with omniconn.SharedMemoryConnector({"namespace": "install-check"}) as c:
+    ok, _, meta = c.put("0", "1", "r", {"x": np.arange(4)})
+    assert ok and c.get("0", "1", "r", meta)[0]["x"].tolist() == [0, 1, 2, 3]
+print("install check: Python package imports from", omniconn.__file__)
+PY
+  )
+fi

@@ -1,0 +1,631 @@
+// Python bindings (the extension `omniconn._omniconn`): connectors with vllm-omni's call shapes.
+// numpy arrays and CPU torch tensors travel as tensors of the payload format, written once into
+// the transport, and come back as views on the shared memory (kept valid while referenced).
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <chrono>
+#include <cmath>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "omniconn/connector.h"
+#include "omniconn/payload.h"
+
+namespace py = pybind11;
+using namespace omniconn;
+
+namespace {
+
+constexpr const char* kTensorMarker = "__omniconn_tensor__";
+constexpr const char* kTorchMarker = "torch";  // set in a marker when the sender used torch
+
+// ---- Python object <-> Value + tensors ------------------------------------------------------
+
+// One array or tensor of the object being sent; `keep` holds its memory until it is written.
+struct TensorRef {
+  DType dtype;
+  std::vector<int64_t> shape;
+  const void* data;
+  py::object keep;
+  bool torch;
+};
+
+struct Encoded {
+  Value tree;
+  std::vector<TensorRef> tensors;
+  py::object torch_tensor_type = py::none();  // torch.Tensor when the caller imported torch
+};
+
+// torch.Tensor if torch is already imported (omniconn never imports torch to send).
+py::object imported_torch_tensor_type() {
+  py::dict modules = py::module_::import("sys").attr("modules");
+  if (!modules.contains("torch")) return py::none();
+  return modules["torch"].attr("Tensor");
+}
+
+Result<DType> dtype_of(const py::dtype& dt) {
+  switch (dt.kind()) {
+    case 'f':
+      if (dt.itemsize() == 4) return DType::kF32;
+      if (dt.itemsize() == 8) return DType::kF64;
+      if (dt.itemsize() == 2) return DType::kF16;
+      break;
+    case 'i':
+      if (dt.itemsize() == 8) return DType::kI64;
+      if (dt.itemsize() == 4) return DType::kI32;
+      if (dt.itemsize() == 2) return DType::kI16;
+      if (dt.itemsize() == 1) return DType::kI8;
+      break;
+    case 'u':
+      if (dt.itemsize() == 1) return DType::kU8;
+      break;
+    case 'b':
+      return DType::kBool;
+  }
+  return Status::InvalidArgument("numpy dtype '" + py::repr(dt).cast<std::string>() +
+                                 "' has no payload dtype (bf16: send a torch.bfloat16 tensor)");
+}
+
+Result<DType> torch_dtype_of(const std::string& name) {  // str(tensor.dtype)
+  static const std::pair<const char*, DType> kMap[] = {
+      {"torch.float32", DType::kF32},   {"torch.float16", DType::kF16},
+      {"torch.bfloat16", DType::kBF16}, {"torch.float64", DType::kF64},
+      {"torch.int64", DType::kI64},     {"torch.int32", DType::kI32},
+      {"torch.int16", DType::kI16},     {"torch.int8", DType::kI8},
+      {"torch.uint8", DType::kU8},      {"torch.bool", DType::kBool}};
+  for (const auto& [n, d] : kMap) {
+    if (name == n) return d;
+  }
+  return Status::InvalidArgument("torch dtype '" + name + "' has no payload dtype");
+}
+
+py::dtype numpy_dtype(DType d) {
+  switch (d) {
+    case DType::kF32:
+      return py::dtype("float32");
+    case DType::kF16:
+      return py::dtype("float16");
+    case DType::kF64:
+      return py::dtype("float64");
+    case DType::kI64:
+      return py::dtype("int64");
+    case DType::kI32:
+      return py::dtype("int32");
+    case DType::kI16:
+      return py::dtype("int16");
+    case DType::kI8:
+      return py::dtype("int8");
+    case DType::kU8:
+      return py::dtype("uint8");
+    case DType::kBool:
+      return py::dtype("bool");
+    case DType::kBF16:
+      return py::dtype("uint16");  // raw bits; numpy has no bfloat16
+  }
+  return py::dtype("uint8");
+}
+
+Value encode(const py::handle& obj, Encoded* out, int depth);
+
+TensorRef numpy_ref(const py::handle& obj) {
+  py::array a = py::array::ensure(obj, py::array::c_style);
+  auto dt = dtype_of(a.dtype());
+  if (!dt.ok()) throw py::type_error(dt.status().message());
+  return TensorRef{*dt, std::vector<int64_t>(a.shape(), a.shape() + a.ndim()), a.data(), a, false};
+}
+
+// A CPU, dense, contiguous view of `obj` (vllm-omni also moves tensors to the CPU to send).
+TensorRef torch_ref(const py::handle& obj) {
+  py::object t = obj.attr("detach")();
+  if (py::str(t.attr("layout")).cast<std::string>() != "torch.strided") {
+    throw py::type_error("omniconn: only dense (strided) torch tensors can be sent");
+  }
+  auto dt = torch_dtype_of(py::str(t.attr("dtype")));
+  if (!dt.ok()) throw py::type_error(dt.status().message());
+  t = t.attr("cpu")().attr("resolve_neg")().attr("contiguous")();
+  std::vector<int64_t> shape;
+  for (auto d : t.attr("shape")) shape.push_back(d.cast<int64_t>());
+  auto* data = reinterpret_cast<const void*>(t.attr("data_ptr")().cast<uintptr_t>());
+  return TensorRef{*dt, std::move(shape), data, t, true};
+}
+
+Value add_tensor(TensorRef ref, Encoded* out) {
+  Value::Map m;
+  m.emplace(kTensorMarker, Value(static_cast<int64_t>(out->tensors.size())));
+  if (ref.torch) m.emplace(kTorchMarker, Value(true));
+  out->tensors.push_back(std::move(ref));
+  return Value(std::move(m));
+}
+
+Value encode_map(const py::dict& d, Encoded* out, int depth) {
+  Value::Map m;
+  for (auto item : d) {
+    if (!py::isinstance<py::str>(item.first)) {
+      throw py::type_error("omniconn: dict keys must be str, got " +
+                           std::string(py::str(item.first.get_type())));
+    }
+    m.emplace(item.first.cast<std::string>(), encode(item.second, out, depth + 1));
+  }
+  return Value(std::move(m));
+}
+
+Value encode(const py::handle& obj, Encoded* out, int depth) {
+  if (depth > 32) throw py::value_error("omniconn: data nested deeper than 32 levels");
+  if (obj.is_none()) return Value();
+  if (py::isinstance<py::bool_>(obj)) return Value(obj.cast<bool>());
+  if (py::isinstance<py::int_>(obj)) {
+    try {
+      return Value(obj.cast<int64_t>());
+    } catch (const py::cast_error&) {
+      return Value(obj.cast<uint64_t>());
+    }
+  }
+  if (py::isinstance<py::float_>(obj)) return Value(obj.cast<double>());
+  if (py::isinstance<py::str>(obj)) return Value(obj.cast<std::string>());
+  if (py::isinstance<py::bytes>(obj)) {
+    std::string s = obj.cast<std::string>();
+    return Value(Value::Bytes{std::vector<uint8_t>(s.begin(), s.end())});
+  }
+  if (py::isinstance<py::array>(obj)) return add_tensor(numpy_ref(obj), out);
+  if (!out->torch_tensor_type.is_none() && py::isinstance(obj, out->torch_tensor_type)) {
+    return add_tensor(torch_ref(obj), out);
+  }
+  if (py::isinstance<py::dict>(obj)) return encode_map(obj.cast<py::dict>(), out, depth);
+  if (py::isinstance<py::list>(obj) || py::isinstance<py::tuple>(obj)) {
+    Value::List l;
+    for (auto item : obj) l.push_back(encode(item, out, depth + 1));
+    return Value(std::move(l));
+  }
+  throw py::type_error("omniconn: cannot send an object of type " +
+                       std::string(py::str(obj.get_type())) +
+                       " (supported: dict, list, tuple, int, float, str, bytes, None, "
+                       "numpy.ndarray, torch.Tensor; nothing is pickled)");
+}
+
+void check(const Status& st) {
+  if (!st.ok()) throw std::runtime_error(st.ToString());
+}
+
+// Builds the payload: tensors "t0".."tN" + fields {"obj": tree}.
+PayloadBuilder build(const Encoded& e) {
+  PayloadBuilder b;
+  for (size_t i = 0; i < e.tensors.size(); ++i) {
+    const TensorRef& t = e.tensors[i];
+    check(b.add_tensor("t" + std::to_string(i), t.dtype, t.shape, t.data));
+  }
+  Value::Map fields;
+  fields.emplace("obj", e.tree);
+  check(b.set_fields(Value(std::move(fields))));
+  return b;
+}
+
+// Holds a PayloadView for as long as numpy arrays point into it.
+struct ViewHolder {
+  PayloadView view;
+};
+
+py::object decode(const Value& v, const PayloadReader& r, const py::object& owner);
+
+void set_writeable(py::array& a, bool on) {
+  auto& flags = py::detail::array_proxy(a.ptr())->flags;
+  flags = on ? (flags | py::detail::npy_api::NPY_ARRAY_WRITEABLE_)
+             : (flags & ~py::detail::npy_api::NPY_ARRAY_WRITEABLE_);
+}
+
+// A torch tensor on the memory of numpy array `a`. bf16 goes through int16 (torch has no
+// uint16). torch has no read-only tensors, so `a` is marked writeable only for
+// torch.from_numpy to take it silently; the numpy array itself is never handed out.
+py::object torch_view(py::array a, DType dtype) {
+  py::module_ torch = py::module_::import("torch");
+  if (dtype == DType::kBF16) a = a.attr("view")("int16");
+  set_writeable(a, true);
+  py::object t = torch.attr("from_numpy")(a);
+  if (dtype == DType::kBF16) t = t.attr("view")(torch.attr("bfloat16"));
+  return t;
+}
+
+bool torch_importable() {
+  static const bool ok = [] {
+    try {
+      py::module_::import("torch");
+      return true;
+    } catch (const py::error_already_set&) {
+      return false;
+    }
+  }();
+  return ok;
+}
+
+py::object decode_tensor(int64_t index, bool as_torch, const PayloadReader& r,
+                         const py::object& owner) {
+  if (index < 0 || static_cast<size_t>(index) >= r.tensor_count()) {
+    throw std::runtime_error("corrupt: tensor reference out of range");
+  }
+  const TensorView& t = r.tensor(static_cast<size_t>(index));
+  std::vector<py::ssize_t> shape(t.shape.begin(), t.shape.begin() + t.rank);
+  py::array a(numpy_dtype(t.dtype), shape, t.data.data(), owner);
+  set_writeable(a, false);
+  if (as_torch && torch_importable()) return torch_view(std::move(a), t.dtype);
+  return a;
+}
+
+// {"__omniconn_tensor__": i} or {"__omniconn_tensor__": i, "torch": true}, else nullptr.
+const Value* tensor_marker(const Value::Map& m, bool* as_torch) {
+  auto it = m.find(kTensorMarker);
+  if (it == m.end() || !it->second.as_int()) return nullptr;
+  auto t = m.find(kTorchMarker);
+  *as_torch = t != m.end() && t->second.as_bool() && *t->second.as_bool();
+  return m.size() == 1u + (t != m.end()) ? &it->second : nullptr;
+}
+
+py::object decode(const Value& v, const PayloadReader& r, const py::object& owner) {
+  switch (v.kind()) {
+    case Value::Kind::kNil:
+      return py::none();
+    case Value::Kind::kBool:
+      return py::bool_(*v.as_bool());
+    case Value::Kind::kInt:
+      return py::int_(*v.as_int());
+    case Value::Kind::kUInt:
+      return py::int_(*v.as_uint());
+    case Value::Kind::kFloat:
+      return py::float_(*v.as_float());
+    case Value::Kind::kString:
+      return py::str(*v.as_string());
+    case Value::Kind::kBytes: {
+      const auto& d = v.as_bytes()->data;
+      return py::bytes(reinterpret_cast<const char*>(d.data()), d.size());
+    }
+    case Value::Kind::kList: {
+      py::list l;
+      for (const Value& x : *v.as_list()) l.append(decode(x, r, owner));
+      return l;
+    }
+    case Value::Kind::kMap: {
+      const Value::Map& m = *v.as_map();
+      bool as_torch = false;
+      if (const Value* index = tensor_marker(m, &as_torch)) {
+        return decode_tensor(*index->as_int(), as_torch, r, owner);
+      }
+      py::dict d;
+      for (const auto& [k, x] : m) d[py::str(k)] = decode(x, r, owner);
+      return d;
+    }
+  }
+  return py::none();
+}
+
+Deadline deadline_from(const py::object& timeout, double fallback_s) {
+  double s = timeout.is_none() ? fallback_s : timeout.cast<double>();
+  if (!std::isfinite(s) || s < 0) throw py::value_error("timeout must be a number >= 0");
+  return Clock::now() +
+         std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
+}
+
+Encoded encode_object(const py::handle& obj) {
+  Encoded e;
+  e.torch_tensor_type = imported_torch_tensor_type();
+  e.tree = encode(obj, &e, 0);
+  return e;
+}
+
+Value to_value(const py::handle& obj) {
+  Encoded e = encode_object(obj);
+  if (!e.tensors.empty()) throw py::type_error("omniconn: arrays are not allowed in a spec");
+  return e.tree;
+}
+
+py::object value_to_py(const Value& v) {
+  PayloadBuilder empty;
+  auto bytes = empty.encode();
+  auto r = PayloadReader::open(*bytes);
+  return decode(v, *r, py::none());
+}
+
+py::tuple put_failed(const Status& st) {
+  py::dict err;
+  err["error"] = st.ToString();
+  err["code"] = std::string(status_code_name(st.code()));
+  return py::make_tuple(false, 0, err);
+}
+
+py::tuple put_succeeded(const Descriptor& d, size_t size) {
+  py::dict meta;
+  meta["descriptor"] = py::bytes(d.bytes);
+  meta["size"] = size;
+  return py::make_tuple(true, size, meta);
+}
+
+// ---- loans: a producer fills one tensor in place --------------------------------------------
+
+// What `loan` hands out: a writable array (or torch tensor) on transport memory. Leaving the
+// `with` block normally commits; an exception drops the loan and its space comes back.
+class PyLoan {
+ public:
+  PyLoan(std::shared_ptr<Connector> conn, PayloadKey key, Loan loan, py::object buffer)
+      : conn_(std::move(conn)),
+        key_(std::move(key)),
+        loan_(std::move(loan)),
+        buffer_(std::move(buffer)) {}
+
+  py::object enter() {
+    if (!loan_.valid()) throw std::runtime_error("loan already committed or aborted");
+    return buffer_;
+  }
+
+  bool exit(const py::object& exc_type, const py::object&, const py::object&) {
+    if (!loan_.valid()) return false;
+    if (exc_type.is_none()) {
+      commit();
+    } else {
+      abort();
+    }
+    return false;
+  }
+
+  py::tuple commit() {
+    if (!loan_.valid()) throw std::runtime_error("loan already committed or aborted");
+    freeze();
+    size_t size = loan_.size();
+    Result<Descriptor> d = Status::Internal("unset");
+    if (Status st = finish_payload(loan_.bytes()); !st.ok()) {
+      d = st;
+    } else {
+      py::gil_scoped_release nogil;
+      d = conn_->commit(std::move(loan_), key_);
+    }
+    loan_ = Loan();
+    result_ = d.ok() ? put_succeeded(*d, size) : put_failed(d.status());
+    return result_.cast<py::tuple>();
+  }
+
+  void abort() {
+    freeze();
+    loan_ = Loan();
+    result_ = put_failed(Status::Cancelled("loan aborted"));
+  }
+
+  py::object result() const { return result_; }
+  py::object buffer() const { return buffer_; }
+
+ private:
+  // A numpy buffer becomes read-only once the payload is handed over (torch has no such flag).
+  void freeze() {
+    if (py::isinstance<py::array>(buffer_)) {
+      auto a = buffer_.cast<py::array>();
+      set_writeable(a, false);
+    }
+  }
+
+  std::shared_ptr<Connector> conn_;
+  PayloadKey key_;
+  Loan loan_;
+  py::object buffer_;
+  py::object result_ = py::none();
+};
+
+struct LoanRequest {
+  DType dtype;
+  bool torch;
+  std::vector<int64_t> shape;
+};
+
+// dtype: a numpy dtype (or anything np.dtype() takes) or a torch dtype.
+LoanRequest loan_request(const py::object& shape, const py::object& dtype) {
+  LoanRequest req{DType::kU8, false, {}};
+  for (auto d : shape) req.shape.push_back(d.cast<int64_t>());
+  std::string name = py::str(dtype);
+  if (name.rfind("torch.", 0) == 0) {
+    auto dt = torch_dtype_of(name);
+    if (!dt.ok()) throw py::type_error(dt.status().message());
+    req.dtype = *dt;
+    req.torch = true;
+  } else {
+    auto dt = dtype_of(py::dtype::from_args(dtype));
+    if (!dt.ok()) throw py::type_error(dt.status().message());
+    req.dtype = *dt;
+  }
+  return req;
+}
+
+// ---- the connector ---------------------------------------------------------------------------
+
+class PyConnector {
+ public:
+  explicit PyConnector(const py::dict& spec) {
+    if (!spec.contains("name")) throw py::value_error("connector spec needs 'name'");
+    ConnectorSpec s{spec["name"].cast<std::string>(),
+                    spec.contains("extra") ? to_value(spec["extra"]) : Value()};
+    auto c = create_connector(s);
+    if (!c.ok()) throw py::value_error(c.status().ToString());
+    conn_ = std::shared_ptr<Connector>(std::move(*c));
+    type_ = s.type;
+  }
+
+  py::tuple put(const std::string& from, const std::string& to, const std::string& request_id,
+                const py::object& data, const py::object& timeout) {
+    std::shared_ptr<Connector> c = live();
+    Encoded e = encode_object(data);
+    PayloadBuilder b = build(e);
+    size_t size = b.encoded_size();
+    Result<Descriptor> d = Status::Internal("unset");
+    Deadline deadline = deadline_from(timeout, 10.0);
+    {
+      py::gil_scoped_release nogil;
+      d = c->put(PayloadKey{request_id, from, to}, b, deadline);
+    }
+    return d.ok() ? put_succeeded(*d, size) : put_failed(d.status());
+  }
+
+  std::unique_ptr<PyLoan> loan(const std::string& from, const std::string& to,
+                               const std::string& request_id, const py::object& shape,
+                               const py::object& dtype, const py::object& timeout) {
+    std::shared_ptr<Connector> c = live();
+    LoanRequest req = loan_request(shape, dtype);
+    PayloadBuilder b;
+    check(b.add_tensor("t0", req.dtype, req.shape));
+    Value::Map marker;
+    marker.emplace(kTensorMarker, Value(int64_t{0}));
+    if (req.torch) marker.emplace(kTorchMarker, Value(true));
+    Value::Map fields;
+    fields.emplace("obj", Value(std::move(marker)));
+    check(b.set_fields(Value(std::move(fields))));
+    Result<Loan> l = Status::Internal("unset");
+    Deadline deadline = deadline_from(timeout, 10.0);
+    {
+      py::gil_scoped_release nogil;
+      l = c->loan(b.encoded_size(), deadline);
+    }
+    if (!l.ok()) throw std::runtime_error(l.status().ToString());
+    check(b.write_layout(l->bytes()).status());
+    auto data = mutable_tensor_data(l->bytes(), 0);
+    check(data.status());
+    // The array's base keeps the connector, and with it the mapping, alive.
+    py::capsule owner(new std::shared_ptr<Connector>(c),
+                      [](void* p) { delete static_cast<std::shared_ptr<Connector>*>(p); });
+    py::array a(numpy_dtype(req.dtype),
+                std::vector<py::ssize_t>(req.shape.begin(), req.shape.end()), data->data(), owner);
+    py::object buffer = req.torch ? torch_view(a, req.dtype) : py::object(a);
+    return std::make_unique<PyLoan>(c, PayloadKey{request_id, from, to}, std::move(*l),
+                                    std::move(buffer));
+  }
+
+  // Like vllm-omni, the metadata (descriptor) names the payload; the stage names and request id
+  // are the caller's labels.
+  py::object get(const std::string& /*from*/, const std::string& /*to*/,
+                 const std::string& /*request_id*/, const py::object& metadata,
+                 const py::object& timeout) {
+    return get_until(metadata, deadline_from(timeout, 10.0));
+  }
+
+  // `deadline` is absolute, in time.monotonic() seconds (CLOCK_MONOTONIC, as steady_clock).
+  py::object get_with_deadline(const std::string& /*from*/, const std::string& /*to*/,
+                               const std::string& /*key*/, const py::object& metadata,
+                               double deadline) {
+    if (!std::isfinite(deadline)) throw py::value_error("deadline must be a finite number");
+    auto at = Deadline(
+        std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(deadline)));
+    return get_until(metadata, at);
+  }
+
+  py::object get_until(const py::object& metadata, Deadline deadline) {
+    std::shared_ptr<Connector> c = live();
+    if (metadata.is_none() || !py::isinstance<py::dict>(metadata) ||
+        !metadata.cast<py::dict>().contains("descriptor")) {
+      return py::none();
+    }
+    Descriptor desc{metadata.cast<py::dict>()["descriptor"].cast<std::string>()};
+    Result<PayloadView> view = Status::Internal("unset");
+    {
+      py::gil_scoped_release nogil;
+      view = c->get(desc, deadline);
+    }
+    if (!view.ok()) {
+      last_error_ = view.status().ToString();
+      return py::none();
+    }
+    auto fields = view->reader().fields();
+    if (!fields.ok()) throw std::runtime_error(fields.status().ToString());
+    size_t size = view->bytes().size();
+    auto holder = std::make_unique<ViewHolder>(ViewHolder{std::move(*view)});
+    const PayloadReader& r = holder->view.reader();
+    py::capsule owner(holder.release(), [](void* p) { delete static_cast<ViewHolder*>(p); });
+    const Value* obj = fields->find("obj");
+    return py::make_tuple(obj ? decode(*obj, r, owner) : py::none(), size);
+  }
+
+  void cleanup(const std::string& request_id) { check(live()->cleanup(request_id)); }
+
+  py::dict health() {
+    py::dict d;
+    std::shared_ptr<Connector> c = conn_;
+    if (!c) {
+      d["status"] = "closed";
+      return d;
+    }
+    Status st = c->health();
+    d["status"] = st.ok() ? "healthy" : "unhealthy";
+    if (!st.ok()) d["error"] = st.ToString();
+    d["type"] = type_;
+    py::dict m = value_to_py(c->metrics().to_value()).cast<py::dict>();
+    for (auto item : m) d[item.first] = item.second;
+    return d;
+  }
+
+  void close() { conn_.reset(); }
+  std::string last_error() const { return last_error_; }
+
+ private:
+  // A reference that keeps the connector alive through a call, even if another thread closes it.
+  std::shared_ptr<Connector> live() {
+    if (!conn_) throw std::runtime_error("connector is closed");
+    return conn_;
+  }
+
+  std::shared_ptr<Connector> conn_;
+  std::string type_;
+  std::string last_error_;
+};
+
+}  // namespace
+
+namespace {
+
+// The payload-format bytes of `data`, as put would write them (docs/format.md).
+py::bytes encode_payload(const py::object& data) {
+  Encoded e = encode_object(data);
+  auto bytes = build(e).encode();
+  check(bytes.status());
+  return py::bytes(reinterpret_cast<const char*>(bytes->data()), bytes->size());
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_omniconn, m) {
+  m.doc() = "omniconn connectors with vllm-omni's call shapes; arrays and tensors zero-copy.";
+  py::class_<PyLoan>(m, "Loan",
+                     "Transport memory for one tensor, from Connector.loan. Fill it inside "
+                     "`with loan as buf:`; a normal exit commits, an exception aborts. "
+                     "Do not use buf after the block.")
+      .def("__enter__", &PyLoan::enter)
+      .def("__exit__", &PyLoan::exit)
+      .def("commit", &PyLoan::commit, "Hands the payload over -> (ok, size, metadata).")
+      .def("abort", &PyLoan::abort, "Drops the loan; its space comes back.")
+      .def_property_readonly("buffer", &PyLoan::buffer)
+      .def_property_readonly("result", &PyLoan::result,
+                             "(ok, size, metadata) after commit or abort, else None.");
+  m.def("encode_payload", &encode_payload, py::arg("data"),
+        "The payload-format bytes (docs/format.md) that put would write for `data`.");
+  py::class_<PyConnector>(m, "Connector")
+      .def(py::init<const py::dict&>(), py::arg("spec"))
+      .def("put", &PyConnector::put, py::arg("from_stage"), py::arg("to_stage"),
+           py::arg("request_id"), py::arg("data"), py::arg("timeout") = py::none(),
+           "-> (ok, size, metadata). On failure (False, 0, {'error': msg, 'code': name}).")
+      .def("get", &PyConnector::get, py::arg("from_stage"), py::arg("to_stage"),
+           py::arg("request_id"), py::arg("metadata"), py::arg("timeout") = py::none(),
+           "-> (obj, size), or None (the reason is in last_error()). Arrays are read-only "
+           "views on the transport's memory.")
+      .def("get_with_deadline", &PyConnector::get_with_deadline, py::arg("from_stage"),
+           py::arg("to_stage"), py::arg("key"), py::arg("metadata") = py::none(), py::kw_only(),
+           py::arg("deadline"), "Like get; deadline is absolute time.monotonic() seconds.")
+      .def("loan", &PyConnector::loan, py::arg("from_stage"), py::arg("to_stage"),
+           py::arg("request_id"), py::arg("shape"), py::arg("dtype"),
+           py::arg("timeout") = py::none(),
+           "-> Loan: one writable tensor of `shape` and `dtype` (numpy or torch dtype) on "
+           "transport memory. get returns that tensor (a torch tensor for a torch dtype). "
+           "Raises RuntimeError when no space frees up before the timeout.")
+      .def("cleanup", &PyConnector::cleanup, py::arg("request_id"))
+      .def("health", &PyConnector::health)
+      .def("close", &PyConnector::close)
+      .def("last_error", &PyConnector::last_error)
+      .def(
+          "__enter__", [](PyConnector& c) -> PyConnector& { return c; },
+          py::return_value_policy::reference)
+      .def("__exit__", [](PyConnector& c, const py::args&) { c.close(); });
+  m.def(
+      "create_connector", [](const py::dict& spec) { return std::make_unique<PyConnector>(spec); },
+      py::arg("spec"), "Creates a connector from {'name': <type>, 'extra': {...}}.");
+}
