@@ -1,0 +1,136 @@
+#!/usr/bin/env python3
+"""omniconn from Python against a pure-Python connector that follows vllm-omni's
+SharedMemoryConnector method (bench/baselines/vllm_omni_shm.py), in the same run.
+
+Two processes (spawn): this one puts, a consumer gets and checks the array's first and last
+element, then acks over a Pipe; the metadata goes over the same Pipe. The figure is the round
+trip put -> metadata -> get -> ack, so the Pipe's cost is in every kind alike. Kinds alternate
+iteration by iteration so that they see the same machine noise.
+
+    PYTHONPATH=build/python /usr/bin/python3 bench/python_bench.py [--json out.json]
+"""
+import argparse
+import json
+import multiprocessing as mp
+import os
+import pathlib
+import statistics
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent / "baselines"))
+
+MiB = 1 << 20
+KINDS = ("omniconn put", "omniconn loan", "vllm-omni method")
+
+
+def make(kind):
+    if kind.startswith("omniconn"):
+        import omniconn
+        return omniconn.SharedMemoryConnector({"namespace": f"pybench-{os.getppid()}"})
+    from vllm_omni_shm import VllmOmniStyleShmConnector
+    return VllmOmniStyleShmConnector()
+
+
+def consumer(kind, pipe):
+    conn = make(kind)
+    while (msg := pipe.recv()) is not None:
+        rid, meta, n = msg
+        t0 = time.perf_counter()
+        got = conn.get("0", "1", rid, meta)
+        t1 = time.perf_counter()
+        arr = got[0] if kind == "omniconn loan" else got[0]["hidden"]
+        ok = len(arr) == n and arr[0] == 0 and arr[-1] == n - 1
+        del got, arr
+        pipe.send((t1 - t0, ok))
+
+
+def produce(kind, conn, src, rid):
+    if kind == "omniconn loan":
+        lo = conn.loan("0", "1", rid, src.shape, src.dtype)
+        with lo as buf:
+            buf[:] = src
+        return lo.result
+    return conn.put("0", "1", rid, {"hidden": src})
+
+
+def measure(size, iters, pipes, conns):
+    n = size // 4
+    src = np.arange(n, dtype=np.float32)
+    rt = {k: [] for k in KINDS}
+    get = {k: [] for k in KINDS}
+    for i in range(iters + 2):  # two warm-up rounds
+        for kind in KINDS:
+            t0 = time.perf_counter()
+            ok, _, meta = produce(kind, conns[kind], src, f"r{size}-{i}")
+            assert ok, meta
+            pipes[kind].send((f"r{size}-{i}", meta, n))
+            t_get, good = pipes[kind].recv()
+            t1 = time.perf_counter()
+            assert good, f"{kind}: wrong data at {size} bytes"
+            if i >= 2:
+                rt[kind].append(t1 - t0)
+                get[kind].append(t_get)
+    return rt, get
+
+
+def pct(xs, q):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes-mib", default="1,4,16,64,256",
+                    help="payload sizes in MiB (default 1,4,16,64,256)")
+    ap.add_argument("--json", help="write the results here as JSON")
+    args = ap.parse_args()
+    sizes = [int(float(s) * MiB) for s in args.sizes_mib.split(",")]
+
+    ctx = mp.get_context("spawn")
+    pipes, procs = {}, []
+    for kind in KINDS:
+        mine, theirs = ctx.Pipe()
+        p = ctx.Process(target=consumer, args=(kind, theirs), daemon=True)
+        p.start()
+        pipes[kind], procs = mine, procs + [p]
+    conns = {k: make(k) for k in KINDS}
+
+    rows = []
+    print(f"{'size':>8} {'kind':<17} {'round trip p50':>15} {'p99':>10} {'get p50':>10} "
+          f"{'GB/s':>7} {'vs vllm-omni':>13}")
+    for size in sizes:
+        iters = max(5, min(200, (2048 * MiB) // size))
+        rt, get = measure(size, iters, pipes, conns)
+        base = statistics.median(rt["vllm-omni method"])
+        for kind in KINDS:
+            p50 = statistics.median(rt[kind])
+            row = {"bytes": size, "kind": kind, "iters": iters, "rt_p50_s": p50,
+                   "rt_p99_s": pct(rt[kind], 0.99), "get_p50_s": statistics.median(get[kind]),
+                   "gbps": size / p50 / 1e9, "speedup_vs_vllm_omni": base / p50}
+            rows.append(row)
+            print(f"{size // MiB:>5} MiB {kind:<17} {p50 * 1e3:>12.3f} ms "
+                  f"{row['rt_p99_s'] * 1e3:>7.3f} ms {row['get_p50_s'] * 1e6:>7.1f} us "
+                  f"{row['gbps']:>7.2f} {row['speedup_vs_vllm_omni']:>12.1f}x")
+    for kind in KINDS:
+        pipes[kind].send(None)
+    for p in procs:
+        p.join(30)
+
+    gets = [r["get_p50_s"] for r in rows if r["kind"] == "omniconn put"]
+    print(f"\nomniconn get p50 from {sizes[0] // MiB} to {sizes[-1] // MiB} MiB: "
+          f"{min(gets) * 1e6:.1f} .. {max(gets) * 1e6:.1f} us "
+          f"(max/min {max(gets) / min(gets):.2f})")
+    at16 = [r for r in rows if r["bytes"] == 16 * MiB and r["kind"] == "omniconn put"]
+    if at16:
+        s = at16[0]["speedup_vs_vllm_omni"]
+        print(f"16 MiB: omniconn put+get {s:.1f}x the vllm-omni method (target >= 10x): "
+              f"{'PASS' if s >= 10 else 'MISS'}")
+    if args.json:
+        pathlib.Path(args.json).write_text(json.dumps({"rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
