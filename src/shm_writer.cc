@@ -212,8 +212,7 @@ Status ShmWriter::create_arena_locked() {
   slots_.assign(options_.max_inflight, SlotInfo{});
   free_slots_.clear();
   for (size_t i = options_.max_inflight; i-- > 0;) free_slots_.push_back(static_cast<uint32_t>(i));
-  free_.clear();
-  free_.emplace(0, arena_->header->data_size);
+  free_.reset(arena_->header->data_size);
   return Status::Ok();
 }
 
@@ -256,32 +255,15 @@ void ShmWriter::free_locked(Segment* seg, uint32_t slot, SlotInfo* info) {
     dedicated_.erase(seg->id);
     return;
   }
-  uint64_t off = info->offset, len = info->reserved;
-  auto next = free_.lower_bound(off);
-  if (next != free_.end() && next->first == off + len) {
-    len += next->second;
-    next = free_.erase(next);
-  }
-  if (next != free_.begin()) {
-    auto prev = std::prev(next);
-    if (prev->first + prev->second == off) {
-      prev->second += len;
-      free_slots_.push_back(slot);
-      return;
-    }
-  }
-  free_.emplace(off, len);
+  free_.free(info->offset, info->reserved);
   free_slots_.push_back(slot);
 }
 
 Result<Block> ShmWriter::allocate_arena_locked(size_t nbytes) {
   if (free_slots_.empty()) return Status::ResourceExhausted("no free slot");
-  auto it = std::find_if(free_.begin(), free_.end(),
-                         [nbytes](const auto& range) { return range.second >= nbytes; });
-  if (it == free_.end()) return Status::ResourceExhausted("no free range");
-  uint64_t off = it->first, left = it->second - nbytes;
-  free_.erase(it);
-  if (left > 0) free_.emplace(off + nbytes, left);
+  std::optional<uint64_t> found = free_.allocate(nbytes);
+  if (!found) return Status::ResourceExhausted("no free range");
+  uint64_t off = *found;
   uint32_t slot = free_slots_.back();
   free_slots_.pop_back();
   SlotInfo& info = slots_[slot];

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "omniconn/shm_connector.h"
+#include "range_allocator.h"
 #include "shm_descriptor.h"
 #include "shm_layout.h"
 #include "shm_os.h"
@@ -105,7 +106,7 @@ class ShmWriter {
   std::unique_ptr<Segment> arena_;
   std::map<uint32_t, Dedicated> dedicated_;  // by segment id
   uint32_t next_segment_id_ = 1;
-  std::map<uint64_t, uint64_t> free_;  // arena free list: offset -> length
+  RangeAllocator free_;  // the arena's free ranges
   std::vector<SlotInfo> slots_;        // arena slots
   std::vector<uint32_t> free_slots_;
   uint32_t last_release_seq_ = 0;
