@@ -371,11 +371,9 @@ class PyLoan {
     freeze();
     size_t size = loan_.size();
     Result<Descriptor> d = Status::Internal("unset");
-    if (Status st = finish_payload(loan_.bytes()); !st.ok()) {
-      d = st;
-    } else {
+    {
       py::gil_scoped_release nogil;
-      d = conn_->commit(std::move(loan_), key_);
+      d = conn_->commit(std::move(loan_), key_);  // commit seals the checksums
     }
     loan_ = Loan();
     result_ = d.ok() ? put_succeeded(*d, size) : put_failed(d.status());

@@ -2,6 +2,7 @@
 
 #include "extra_keys.h"
 
+#include <algorithm>
 #include <optional>
 #include <string>
 #include <vector>
@@ -11,6 +12,7 @@ namespace omniconn {
 namespace {
 
 constexpr uint64_t kGiB = uint64_t{1} << 30;
+constexpr uint64_t kMinSegment = uint64_t{16} << 20;  // Mooncake's buffer allocator minimum
 using extra::Errors;
 using extra::integer_of;
 
@@ -28,13 +30,14 @@ void read_string(const Value::Map& m, const char* key, bool may_be_empty, std::s
   *out = *s;
 }
 
-void read_bytes(const Value::Map& m, const char* key, bool digits_ok, uint64_t max, uint64_t* out,
-                Errors* errors) {
+void read_bytes(const Value::Map& m, const char* key, bool digits_ok, uint64_t min, uint64_t max,
+                uint64_t* out, Errors* errors) {
   auto it = m.find(key);
   if (it == m.end()) return;
   auto v = integer_of(it->second, digits_ok);
-  if (!v || *v <= 0 || static_cast<uint64_t>(*v) > max) {
-    errors->push_back(std::string(key) + ": want a byte count in [1, " + std::to_string(max) + "]" +
+  if (!v || *v < 0 || static_cast<uint64_t>(*v) < min || static_cast<uint64_t>(*v) > max) {
+    errors->push_back(std::string(key) + ": want a byte count in [" + std::to_string(min) + ", " +
+                      std::to_string(max) + "]" +
                       (digits_ok ? " (an integer or a string of digits)" : "") + ", got " +
                       (v ? std::to_string(*v) : std::string(it->second.kind_name())));
     return;
@@ -78,31 +81,25 @@ Result<MooncakeOptions> MooncakeOptions::from_extra(const Value& extra) {
   read_string(*m, "host", false, &o.host, &errors);
   read_string(*m, "metadata_server", false, &o.metadata_server, &errors);
   read_string(*m, "master", false, &o.master, &errors);
-  read_bytes(*m, "segment", true, 1024 * kGiB, &o.segment_bytes, &errors);
-  read_bytes(*m, "localbuf", false, 64 * kGiB, &o.localbuf_bytes, &errors);
+  read_bytes(*m, "segment", true, 0, 1024 * kGiB, &o.segment_bytes, &errors);
+  read_bytes(*m, "localbuf", false, 1, 64 * kGiB, &o.localbuf_bytes, &errors);
+  read_bytes(*m, "inline_threshold_bytes", false, 0, kGiB, &o.inline_threshold_bytes, &errors);
+  read_bytes(*m, "max_payload_bytes", false, 1, 1024 * kGiB, &o.max_payload_bytes, &errors);
+  read_string(*m, "namespace", false, &o.name_space, &errors);
   read_string(*m, "proto", false, &o.proto, &errors);
   read_string(*m, "rdma", true, &o.rdma, &errors);
   read_string(*m, "library", false, &o.library, &errors);
   check_values(o, *m, &errors);
   extra::check_known_keys(
-      *m, {"host", "metadata_server", "master", "segment", "localbuf", "proto", "rdma", "library"},
+      *m,
+      {"host", "metadata_server", "master", "segment", "localbuf", "proto", "rdma", "library",
+       "namespace", "inline_threshold_bytes", "max_payload_bytes"},
       &errors);
   OMNICONN_RETURN_IF_ERROR(extra::to_status("MooncakeConnector", errors));
+  auto round_up = [](uint64_t n) { return (n + kSizeQuantum - 1) / kSizeQuantum * kSizeQuantum; };
+  o.segment_bytes = o.segment_bytes ? std::max(kMinSegment, round_up(o.segment_bytes)) : 0;
+  o.localbuf_bytes = round_up(o.localbuf_bytes);
   return o;
-}
-
-ConnectorType mooncake_connector_type() {
-  ConnectorType t;
-  t.name = "MooncakeConnector";
-  t.validate = [](const Value& extra) { return MooncakeOptions::from_extra(extra).status(); };
-  t.create = [](const ConnectorSpec& spec) -> Result<std::unique_ptr<Connector>> {
-    auto opts = MooncakeOptions::from_extra(spec.extra);
-    if (!opts.ok()) return opts.status();
-    return Status::Unavailable(
-        "MooncakeConnector: not available in this build yet; the Mooncake store is loaded at "
-        "run time once the MooncakeConnector lands (see docs/config.md)");
-  };
-  return t;
 }
 
 }  // namespace omniconn

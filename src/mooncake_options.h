@@ -1,5 +1,5 @@
-// MooncakeConnector settings: vllm-omni's `extra` keys for its Mooncake store connector.
-// Only the checks live here for now; the connector itself is a later piece of work.
+// MooncakeConnector settings: vllm-omni's `extra` keys for its Mooncake store connector, plus
+// omniconn's own (library, namespace, inline_threshold_bytes, max_payload_bytes).
 #pragma once
 
 #include <cstdint>
@@ -17,13 +17,20 @@ struct MooncakeOptions {
   uint64_t localbuf_bytes = uint64_t{64} << 20;  // local transfer buffer
   std::string proto = "tcp";                     // "tcp" or "rdma"
   std::string rdma;                              // RDMA device list ("" = none / auto)
-  std::string library;  // path of libmooncake_store.so ("" = the default search)
+  std::string library;     // path of libmooncake_store.so ("" = $MOONCAKE_STORE_LIBRARY, default)
+  std::string name_space;  // key prefix "<namespace>/" ("" = none)
+  uint64_t inline_threshold_bytes = 65536;         // payloads up to this travel in the descriptor
+  uint64_t max_payload_bytes = uint64_t{1} << 30;  // larger payloads are refused
+
+  // Mooncake wants segment and buffer sizes in multiples of 4 MiB, and a segment of 0 or at
+  // least 16 MiB: sizes are rounded up to that.
+  static constexpr uint64_t kSizeQuantum = uint64_t{4} << 20;
 
   // Reads vllm-omni-style `extra`; unknown keys and bad values are errors.
   static Result<MooncakeOptions> from_extra(const Value& extra);
 };
 
-// The registry entry: validate() checks `extra`; create() reports the connector unavailable.
+// The registry entry (the connector itself is in mooncake_connector.cc).
 ConnectorType mooncake_connector_type();
 
 }  // namespace omniconn

@@ -20,9 +20,11 @@ std::string request_name(int64_t i) {
   return "req-" + std::to_string(i);
 }
 
+// Each run gets a namespace of its own, so that leftovers of an earlier run (Mooncake keys,
+// SHM sockets) never meet this one.
 ConnectorSpec spec_for_run(const EdgeConfig& edge, const std::string& name_space) {
   ConnectorSpec spec = edge.spec;
-  if (spec.type != "SharedMemoryConnector") return spec;
+  if (spec.type != "SharedMemoryConnector" && spec.type != "MooncakeConnector") return spec;
   if (spec.extra.is_nil()) spec.extra = Value(Value::Map{});
   Value::Map* m = spec.extra.as_map();
   if (m != nullptr && !m->contains("namespace")) m->emplace("namespace", Value(name_space));

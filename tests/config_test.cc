@@ -108,10 +108,16 @@ TEST(ConfigExamples, Qwen25OmniMooncakeOnBothEdges) {
   EXPECT_EQ(c.edges[0].declared_at, "stage_args[1].input_connectors.from_stage_0");
   ASSERT_EQ(c.connectors.size(), 2u);  // the unused SHM entry is kept (and was checked)
   EXPECT_EQ(c.connectors.at("shared_memory_connector").type, "SharedMemoryConnector");
-  auto conn = create_connector(c.edges[0].spec);
+  ConnectorSpec missing = c.edges[0].spec;  // the store library is loaded at run time
+  missing.extra.as_map()->emplace("library", Value("/nonexistent/libmooncake_store.so"));
+  auto conn = create_connector(missing);
   ASSERT_FALSE(conn.ok());
   EXPECT_EQ(conn.status().code(), StatusCode::kUnavailable);
-  EXPECT_NE(conn.status().message().find("not available in this build yet"), std::string::npos);
+  EXPECT_NE(conn.status().message().find("cannot load the Mooncake store library "
+                                         "'/nonexistent/libmooncake_store.so' (from extra.library)"),
+            std::string::npos)
+      << conn.status().ToString();
+  EXPECT_NE(conn.status().message().find("MOONCAKE_STORE_LIBRARY"), std::string::npos);
 }
 
 TEST(ConfigExamples, ShmThresholdOnBothEdges) {
@@ -303,6 +309,13 @@ TEST(ConfigResolve, MooncakeExtraAcceptsVllmOmniForms) {
   EXPECT_EQ(opts->segment_bytes, 536870912u);
   EXPECT_EQ(opts->proto, "rdma");
   EXPECT_EQ(MooncakeOptions::from_extra(Value())->localbuf_bytes, uint64_t{64} << 20);
+  Value::Map decimal;  // vllm-omni's examples write 512000000: rounded up to 4 MiB multiples
+  decimal.emplace("segment", Value(int64_t{512000000}));
+  decimal.emplace("localbuf", Value(int64_t{64000000}));
+  auto rounded = MooncakeOptions::from_extra(Value(std::move(decimal)));
+  ASSERT_TRUE(rounded.ok());
+  EXPECT_EQ(rounded->segment_bytes, 123u * (4u << 20));
+  EXPECT_EQ(rounded->localbuf_bytes, 16u * (4u << 20));
 }
 
 // ---- invalid configs: each names the key path, the line and what is wrong -------------------
@@ -442,7 +455,7 @@ TEST(ConfigErrors, BadMooncakeExtra) {
       name: MooncakeConnector
       extra:
         master: "127.0.0.1"
-        segment: 0
+        segment: -1
         localbuf: "64000000"
         proto: udp
         host: ""
@@ -450,7 +463,7 @@ TEST(ConfigErrors, BadMooncakeExtra) {
 )"));
   const std::string p = "runtime.connectors.mc.extra.";
   EXPECT_TRUE(HasError(load, p + "master", 10, "want \"host:port\""));
-  EXPECT_TRUE(HasError(load, p + "segment", 11, "want a byte count in [1, "));
+  EXPECT_TRUE(HasError(load, p + "segment", 11, "want a byte count in [0, "));
   EXPECT_TRUE(HasError(load, p + "localbuf", 12, "got string"));
   EXPECT_TRUE(HasError(load, p + "proto", 13, "want \"tcp\" or \"rdma\", got \"udp\""));
   EXPECT_TRUE(HasError(load, p + "host", 14, "want a non-empty string"));

@@ -9,6 +9,9 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
+#include "mooncake_env.h"
 #include "omniconn/connector.h"
 #include "test_util.h"
 
@@ -25,21 +28,129 @@ struct Target {
   // Extra settings for a test; `ns` isolates concurrent runs.
   std::function<Value::Map(const std::string& ns)> extra;
   std::function<std::string()> skip_reason;  // empty when available
+  size_t unit;  // the capacity unit of the limit tests (Mooncake's segments start at 16 MiB)
+  // Overrides that limit unread payloads to `bytes`; the staging memory and largest payload;
+  // the inline threshold.
+  std::function<Value::Map(size_t bytes)> capacity;
+  std::function<Value::Map(size_t staging, size_t max_payload)> limits;
+  std::function<Value::Map(size_t bytes)> threshold;
+  std::string no_reader_reclaim;  // why a killed reader's space is not the writer's to reclaim
+  std::string no_writer_death;    // why a reader cannot tell that the writer died
+  std::function<void(const std::string& ns)> teardown = [](const std::string&) {};
 };
 
 void PrintTo(const Target& t, std::ostream* os) {
   *os << t.name;
 }
 
+Value::Map map_of(std::initializer_list<std::pair<const char*, Value>> kv) {
+  Value::Map m;
+  for (const auto& [k, v] : kv) m.emplace(k, v);
+  return m;
+}
+
+Value bytes_value(size_t n) {
+  return Value(static_cast<int64_t>(n));
+}
+
+Target shm_target() {
+  return Target{
+      "shm",
+      "SharedMemoryConnector",
+      [](const std::string& ns) {
+        return map_of({{"namespace", Value(ns)}, {"arena_bytes", bytes_value(160 * kMiB)}});
+      },
+      [] { return std::string(); },
+      kMiB,
+      [](size_t n) {
+        return map_of({{"arena_bytes", bytes_value(n)}});
+      },
+      [](size_t staging, size_t max) {
+        return map_of(
+            {{"arena_bytes", bytes_value(staging)}, {"max_payload_bytes", bytes_value(max)}});
+      },
+      [](size_t n) {
+        return map_of({{"shm_threshold_bytes", bytes_value(n)}});
+      },
+      "",
+      ""};
+}
+
+// MooncakeConnector settings shared by the fake and the live store targets.
+Target mooncake_base(std::string name) {
+  Target t;
+  t.name = std::move(name);
+  t.type = "MooncakeConnector";
+  t.unit = 16 * kMiB;  // Mooncake's smallest segment
+  t.capacity = [](size_t n) { return map_of({{"segment", bytes_value(n)}}); };
+  t.limits = [](size_t staging, size_t max) {
+    return map_of({{"localbuf", bytes_value(staging)}, {"max_payload_bytes", bytes_value(max)}});
+  };
+  t.threshold = [](size_t n) { return map_of({{"inline_threshold_bytes", bytes_value(n)}}); };
+  t.no_reader_reclaim =
+      "a MooncakeConnector reader removes a payload from the store as it reads it, into its own "
+      "registered memory: there is nothing of the writer's to reclaim";
+  t.no_writer_death =
+      "the Mooncake store does not tell a reader that a writer died (its master drops the "
+      "writer's segment after client_ttl)";
+  return t;
+}
+
+// The C API test double (tests/mooncake_fake): one store directory per test.
+Target mooncake_fake_target() {
+  Target t = mooncake_base("mooncake_fake");
+  t.extra = [](const std::string& ns) {
+    return map_of({{"library", Value(std::string(OMNICONN_FAKE_MOONCAKE_LIB))},
+                   {"metadata_server", Value("fake:/tmp/omniconn-fake-mooncake/" + ns)},
+                   {"namespace", Value(ns)},
+                   {"segment", bytes_value(256 * kMiB)},
+                   {"localbuf", bytes_value(160 * kMiB)}});
+  };
+  t.skip_reason = [] { return std::string(); };
+  t.teardown = [](const std::string& ns) {
+    std::error_code ec;
+    std::filesystem::remove_all("/tmp/omniconn-fake-mooncake/" + ns, ec);
+  };
+  return t;
+}
+
+// The real store, with a mooncake_master this test process starts on loopback.
+MooncakeMaster* live_master(std::string* why) {
+  static MooncakeMaster master;
+  static std::string error =
+      mooncake_skip_reason().empty() ? master.start() : mooncake_skip_reason();
+  *why = error;
+  return error.empty() ? &master : nullptr;
+}
+
+Target mooncake_live_target() {
+  Target t = mooncake_base("mooncake");
+  t.extra = [](const std::string& ns) {
+    std::string why;
+    MooncakeMaster* m = live_master(&why);
+    return map_of({{"library", Value(mooncake_library())},
+                   {"master", Value(m ? m->master() : std::string("127.0.0.1:1"))},
+                   {"metadata_server", Value(m ? m->metadata_server() : std::string("x"))},
+                   {"host", Value("127.0.0.1")},
+                   {"namespace", Value(ns)},
+                   {"segment", bytes_value(256 * kMiB)},
+                   {"localbuf", bytes_value(160 * kMiB)}});
+  };
+  t.skip_reason = [] {
+    std::string why;
+    live_master(&why);
+    return why;
+  };
+  return t;
+}
+
 std::vector<Target> targets() {
-  return {Target{"shm", "SharedMemoryConnector",
-                 [](const std::string& ns) {
-                   Value::Map m;
-                   m.emplace("namespace", Value(ns));
-                   m.emplace("arena_bytes", Value(int64_t{160 * kMiB}));
-                   return m;
-                 },
-                 [] { return std::string(); }}};
+  return {shm_target(), mooncake_fake_target(), mooncake_live_target()};
+}
+
+bool& live_used_in_this_process() {
+  static bool used = false;
+  return used;
 }
 
 class Conformance : public ::testing::TestWithParam<Target> {
@@ -47,11 +158,19 @@ class Conformance : public ::testing::TestWithParam<Target> {
   void SetUp() override {
     std::string why = GetParam().skip_reason();
     if (!why.empty()) GTEST_SKIP() << GetParam().name << " not available: " << why;
+    if (GetParam().name == "mooncake" && live_used_in_this_process()) {
+      GTEST_SKIP() << "a live Mooncake test forks after Mooncake started in this process; run "
+                      "each in a process of its own (ctest does; or --gtest_filter one test)";
+    }
     ns_ = unique_namespace(::testing::UnitTest::GetInstance()->current_test_info()->name());
+  }
+  void TearDown() override {
+    if (!ns_.empty()) GetParam().teardown(ns_);
   }
 
   // A connector of the target type; `overrides` replace entries of the target's extra.
   std::unique_ptr<Connector> make(Value::Map overrides = {}) const {
+    if (GetParam().name == "mooncake") live_used_in_this_process() = true;
     Value::Map extra = GetParam().extra(ns_);
     for (auto& [k, v] : overrides) extra[k] = v;
     auto c = create_connector({GetParam().type, Value(std::move(extra))});
@@ -183,9 +302,7 @@ TEST_P(Conformance, EveryDtypeAcrossProcesses) {
 
 TEST_P(Conformance, ThresholdIsInclusiveForInline) {
   // 64-byte header + one-tensor table = 128 bytes before the data.
-  Value::Map o;
-  o.emplace("shm_threshold_bytes", Value(int64_t{4096}));
-  auto c = make(o);
+  auto c = make(GetParam().threshold(4096));
   TestPayload at(4096 - 128, 1), above(4096 - 128 + 1, 2);
   ASSERT_EQ(at.builder.encoded_size(), 4096u);
   auto d1 = c->put(key(1), at.builder, deadline_in(1s));
@@ -211,13 +328,12 @@ TEST_P(Conformance, RecvTimesOutAtItsDeadline) {
 }
 
 TEST_P(Conformance, FullArenaIsResourceExhaustedAtTheDeadline) {
-  Value::Map o;
-  o.emplace("arena_bytes", Value(int64_t{kMiB}));
-  auto c = make(o);
+  const size_t unit = GetParam().unit;
+  auto c = make(GetParam().capacity(unit));
   std::vector<Descriptor> held;
   Status last;
   for (int i = 0; i < 16 && last.ok(); ++i) {
-    TestPayload p(200 * 1024, static_cast<uint64_t>(i));
+    TestPayload p(unit / 5 - 8192, static_cast<uint64_t>(i));
     auto t0 = Clock::now();
     auto d = c->put(key(static_cast<uint64_t>(i)), p.builder, deadline_in(100ms));
     if (d.ok()) {
@@ -234,6 +350,7 @@ TEST_P(Conformance, FullArenaIsResourceExhaustedAtTheDeadline) {
 
 TEST_P(Conformance, NoPayloadLostWhenSpaceFrees) {
   constexpr int kCount = 24;
+  const size_t size = GetParam().unit / 5 - 8192;
   pid_t consumer = spawn([&] {
     auto c = make();
     CHILD_CHECK(c != nullptr);
@@ -241,15 +358,13 @@ TEST_P(Conformance, NoPayloadLostWhenSpaceFrees) {
     for (int i = 0; i < kCount; ++i) {
       auto view = c->recv("0", "1", deadline_in(20s));
       CHILD_OK(view);
-      CHILD_CHECK(verify_payload(*view, 200 * 1024, static_cast<uint64_t>(i)).empty());
+      CHILD_CHECK(verify_payload(*view, size, static_cast<uint64_t>(i)).empty());
     }
     return 0;
   });
-  Value::Map o;
-  o.emplace("arena_bytes", Value(int64_t{kMiB}));
-  auto c = make(o);
+  auto c = make(GetParam().capacity(GetParam().unit));
   for (int i = 0; i < kCount; ++i) {
-    TestPayload p(200 * 1024, static_cast<uint64_t>(i));
+    TestPayload p(size, static_cast<uint64_t>(i));
     Status st = c->send(key(static_cast<uint64_t>(i)), p.builder, deadline_in(20s));
     ASSERT_TRUE(st.ok()) << i << ": " << st.ToString();
   }
@@ -281,24 +396,22 @@ TEST_P(Conformance, CleanupDropsUnreadPayloadsOfOneRequest) {
   EXPECT_EQ(verify_payload(*vb, kMiB, 9), "");
 }
 
+// Readers are forked before the writer's connector exists: a process forked from one that
+// already started a Mooncake client cannot start another.
 TEST_P(Conformance, GetsOutOfOrderInAnotherProcess) {
   constexpr int kCount = 16;
-  auto c = make();
-  std::vector<Descriptor> ds;
-  for (int i = 0; i < kCount; ++i) {
-    TestPayload p(100 * 1024 + static_cast<size_t>(i), static_cast<uint64_t>(i));
-    auto d = c->put(key(static_cast<uint64_t>(i)), p.builder, deadline_in(1s));
-    ASSERT_TRUE(d.ok());
-    ds.push_back(*d);
-  }
+  MsgPipe descs;
   pid_t consumer = spawn([&] {
     auto r = make();
+    CHILD_CHECK(r != nullptr);
+    std::vector<std::string> ds(kCount);
+    for (auto& d : ds) CHILD_CHECK(descs.read(&d));
     std::vector<int> order(kCount);
     for (int i = 0; i < kCount; ++i) order[i] = i;
     std::shuffle(order.begin(), order.end(), std::mt19937(7));
     std::vector<PayloadView> held;  // hold all views: none may disturb another
     for (int i : order) {
-      auto v = r->get(ds[static_cast<size_t>(i)], deadline_in(5s));
+      auto v = r->get(Descriptor{ds[static_cast<size_t>(i)]}, deadline_in(5s));
       CHILD_OK(v);
       CHILD_CHECK(verify_payload(*v, 100 * 1024 + static_cast<size_t>(i), static_cast<uint64_t>(i))
                       .empty());
@@ -306,6 +419,13 @@ TEST_P(Conformance, GetsOutOfOrderInAnotherProcess) {
     }
     return 0;
   });
+  auto c = make();
+  for (int i = 0; i < kCount; ++i) {
+    TestPayload p(100 * 1024 + static_cast<size_t>(i), static_cast<uint64_t>(i));
+    auto d = c->put(key(static_cast<uint64_t>(i)), p.builder, deadline_in(1s));
+    ASSERT_TRUE(d.ok()) << d.status().ToString();
+    descs.write(d->bytes);
+  }
   EXPECT_EQ(wait_child(consumer), 0);
 }
 
@@ -381,9 +501,8 @@ TEST_P(Conformance, ForgedAndTruncatedDescriptorsAreErrors) {
 }
 
 TEST_P(Conformance, KilledReaderSpaceIsReclaimed) {
-  Value::Map o;
-  o.emplace("arena_bytes", Value(int64_t{4 * kMiB}));
-  auto c = make(o);
+  if (!GetParam().no_reader_reclaim.empty()) GTEST_SKIP() << GetParam().no_reader_reclaim;
+  auto c = make(GetParam().capacity(4 * kMiB));
   std::vector<Descriptor> ds;
   for (uint64_t i = 0; i < 3; ++i) {
     TestPayload p(kMiB, i);
@@ -415,6 +534,7 @@ TEST_P(Conformance, KilledReaderSpaceIsReclaimed) {
 }
 
 TEST_P(Conformance, WriterDeathIsUnavailableBeforeTheDeadline) {
+  if (!GetParam().no_writer_death.empty()) GTEST_SKIP() << GetParam().no_writer_death;
   pid_t writer = spawn([&] {
     auto c = make();
     TestPayload p(kMiB, 1);
@@ -437,28 +557,43 @@ TEST_P(Conformance, WriterDeathIsUnavailableBeforeTheDeadline) {
 }
 
 TEST_P(Conformance, PayloadLargerThanTheArenaGoesThrough) {
-  Value::Map o;
-  o.emplace("arena_bytes", Value(int64_t{kMiB}));
-  o.emplace("max_payload_bytes", Value(int64_t{8 * kMiB}));
-  auto c = make(o);
-  TestPayload p(3 * kMiB, 5);
-  auto d = c->put(key(5), p.builder, deadline_in(1s));
-  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  const size_t unit = GetParam().unit;
+  MsgPipe descs;
   pid_t reader = spawn([&] {
     auto r = make();
-    auto v = r->get(*d, deadline_in(5s));
+    CHILD_CHECK(r != nullptr);
+    std::string d;
+    CHILD_CHECK(descs.read(&d));
+    auto v = r->get(Descriptor{d}, deadline_in(5s));
     CHILD_OK(v);
-    CHILD_CHECK(verify_payload(*v, 3 * kMiB, 5).empty());
+    CHILD_CHECK(verify_payload(*v, 3 * unit, 5).empty());
     return 0;
   });
+  auto c = make(GetParam().limits(unit, 8 * unit));
+  TestPayload p(3 * unit, 5);
+  auto d = c->put(key(5), p.builder, deadline_in(1s));
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  descs.write(d->bytes);
   EXPECT_EQ(wait_child(reader), 0);
-  TestPayload too_big(9 * kMiB, 6);
+  TestPayload too_big(9 * unit, 6);
   auto refused = c->put(key(6), too_big.builder, deadline_in(1s));
   EXPECT_EQ(refused.status().code(), StatusCode::kInvalidArgument);
   EXPECT_NE(refused.status().message().find("max_payload_bytes"), std::string::npos);
 }
 
 TEST_P(Conformance, LoanCommitAndAbandon) {
+  MsgPipe descs;
+  pid_t reader = spawn([&] {
+    auto r = make();
+    CHILD_CHECK(r != nullptr);
+    std::string d;
+    CHILD_CHECK(descs.read(&d));
+    auto v = r->get(Descriptor{d}, deadline_in(5s));
+    CHILD_OK(v);
+    const float* g = v->reader().tensor(0).as<float>();
+    for (size_t i = 0; i < 128 * 3584; ++i) CHILD_CHECK(g[i] == static_cast<float>(i));
+    return 0;
+  });
   auto c = make();
   PayloadBuilder b;
   ASSERT_TRUE(b.add_tensor("hidden", DType::kF32, {128, 3584}).ok());
@@ -477,14 +612,7 @@ TEST_P(Conformance, LoanCommitAndAbandon) {
   for (size_t i = 0; i < 128 * 3584; ++i) f[i] = static_cast<float>(i);
   auto d = c->commit(std::move(*loan), key(3));
   ASSERT_TRUE(d.ok()) << d.status().ToString();
-  pid_t reader = spawn([&] {
-    auto r = make();
-    auto v = r->get(*d, deadline_in(5s));
-    CHILD_OK(v);
-    const float* g = v->reader().tensor(0).as<float>();
-    for (size_t i = 0; i < 128 * 3584; ++i) CHILD_CHECK(g[i] == static_cast<float>(i));
-    return 0;
-  });
+  descs.write(d->bytes);
   EXPECT_EQ(wait_child(reader), 0);
 }
 
