@@ -1,5 +1,6 @@
 #include "mooncake_descriptor.h"
 
+#define XXH_STATIC_LINKING_ONLY  // XXH3_state_t on the stack
 #include <xxhash.h>
 
 #include <cstring>
@@ -47,7 +48,15 @@ class Cursor {
 }  // namespace
 
 uint64_t checksum_of(std::span<const std::byte> bytes) {
-  return XXH3_64bits(bytes.data(), bytes.size());
+  constexpr size_t kHead = 64 * 1024, kTail = 4 * 1024;
+  if (bytes.size() <= kHead + kTail) return XXH3_64bits(bytes.data(), bytes.size());
+  XXH3_state_t state;
+  XXH3_64bits_reset(&state);
+  XXH3_64bits_update(&state, bytes.data(), kHead);
+  XXH3_64bits_update(&state, bytes.data() + bytes.size() - kTail, kTail);
+  uint64_t n = bytes.size();
+  XXH3_64bits_update(&state, &n, sizeof n);
+  return XXH3_64bits_digest(&state);
 }
 
 std::string encode_descriptor(const DescriptorInfo& d) {
