@@ -104,6 +104,7 @@ demo-transfer: build
 
 bench: build
 	$(BUILD_DIR)/bench/shm_bench
+	$(BUILD_DIR)/bench/mooncake_bench
 	PYTHONPATH=$(BUILD_DIR)/python /usr/bin/python3 bench/python_bench.py
 
 install: build
