@@ -42,7 +42,7 @@ def consumer(kind, pipe):
         got = conn.get("0", "1", rid, meta)
         t1 = time.perf_counter()
         arr = got[0] if kind == "omniconn loan" else got[0]["hidden"]
-        ok = len(arr) == n and arr[0] == 0 and arr[-1] == n - 1
+        ok = len(arr) == n and arr[0] == 0 and arr[-1] == np.float32(n - 1)
         del got, arr
         pipe.send((t1 - t0, ok))
 

@@ -82,8 +82,8 @@ class MooncakeConnector final : public Connector {
 
   Result<Descriptor> put(const PayloadKey& key, const PayloadBuilder& payload,
                          Deadline deadline) override {
-    auto loan = this->loan(payload.encoded_size(), deadline);
-    if (!loan.ok()) return count_error(loan.status());
+    auto loan = this->loan(payload.encoded_size(), deadline);  // counts its own errors
+    if (!loan.ok()) return loan.status();
     if (auto w = payload.write_to(loan->bytes()); !w.ok()) return count_error(w.status());
     return publish_counted(loan->bytes(), key, deadline);
   }
@@ -154,20 +154,18 @@ class MooncakeConnector final : public Connector {
   }
 
  public:
+  // The next payload on the edge; one whose request was cleaned up is skipped, as in SHM.
   Result<PayloadView> recv(std::string_view from, std::string_view to, Deadline deadline) override {
     std::string edge = std::string(from) + "_to_" + std::string(to);
-    uint64_t seq = 0;
-    {
-      std::lock_guard lock(mu_);
-      seq = recv_seq_[edge];
+    EdgeState& e = edge_state(recv_edges_, edge);
+    std::lock_guard lock(e.mu);
+    for (;;) {
+      auto desc = take_announcement(channel_key(edge, e.seq), deadline);
+      if (!desc.ok()) return count_error(desc.status());
+      ++e.seq;
+      auto view = get(Descriptor{*desc}, deadline);
+      if (view.ok() || view.status().code() != StatusCode::kNotFound) return view;
     }
-    auto desc = take_announcement(channel_key(edge, seq), deadline);
-    if (!desc.ok()) return count_error(desc.status());
-    {
-      std::lock_guard lock(mu_);
-      ++recv_seq_[edge];
-    }
-    return get(Descriptor{*desc}, deadline);
   }
 
   Status cleanup(std::string_view request_id) override {
@@ -240,7 +238,7 @@ class MooncakeConnector final : public Connector {
       c_.bytes_out.fetch_add(bytes.size(), std::memory_order_relaxed);
       return Descriptor{encode_descriptor(d)};
     }
-    OMNICONN_ASSIGN_OR_RETURN(d.store_key, free_store_key(key));
+    OMNICONN_ASSIGN_OR_RETURN(d.store_key, free_store_key(key, deadline));
     OMNICONN_RETURN_IF_ERROR(put_new(d.store_key, bytes, deadline));
     track(d.store_key);
     c_.bytes_out.fetch_add(bytes.size(), std::memory_order_relaxed);
@@ -250,17 +248,28 @@ class MooncakeConnector final : public Connector {
   // vllm-omni's key, or (while earlier payloads of the same request and edge are unread)
   // that key + "#<n>": Mooncake keeps the first value of a key and reports success for a second
   // put, which would hand a reader the old bytes.
-  Result<std::string> free_store_key(const PayloadKey& key) {
+  Result<std::string> free_store_key(const PayloadKey& key, Deadline deadline) {
     std::string base = key_prefix() + key.str();
     if (base.size() > 0xff00 || key.request_id.size() > 0xff00) {
       return Status::InvalidArgument("MooncakeConnector: key longer than 65280 bytes");
     }
     for (int n = 0; n < 64; ++n) {
       std::string k = n == 0 ? base : base + "#" + std::to_string(n);
-      if (api_.is_exist(store_, k.c_str()) != 1) return k;
+      OMNICONN_ASSIGN_OR_RETURN(bool taken, exists(k, deadline));
+      if (!taken) return k;
     }
     return Status::ResourceExhausted("MooncakeConnector: 64 unread payloads under '" + base +
                                      "': read them or cleanup() the request");
+  }
+
+  // is_exist, retried through transient errors: an error is never taken for "free".
+  Result<bool> exists(const std::string& key, Deadline deadline) {
+    Backoff backoff(deadline);
+    for (;;) {
+      int rc = api_.is_exist(store_, key.c_str());
+      if (rc == 0 || rc == 1) return rc == 1;
+      if (!retryable(rc) || !backoff.wait()) return to_status(rc, "is_exist '" + key + "'");
+    }
   }
 
   // put_from under a key that does not exist yet (see free_store_key).
@@ -293,6 +302,12 @@ class MooncakeConnector final : public Connector {
       if (rc == kObjectNotFound && !wait_for_key) {
         return Status::NotFound("MooncakeConnector: no payload under '" + d.store_key +
                                 "' (already taken, cleaned up, or lost with its segment)");
+      }
+      if (rc == kInvalidParams) {
+        return Status::Corrupt("MooncakeConnector: get_into '" + d.store_key +
+                               "': INVALID_PARAMS (-600): the object is larger than the "
+                               "descriptor's " +
+                               std::to_string(d.size) + " bytes (a stale object)");
       }
       if (rc != kObjectNotFound && !retryable(rc)) return to_status(rc, "get_into " + d.store_key);
       if (!backoff.wait()) {
@@ -327,16 +342,26 @@ class MooncakeConnector final : public Connector {
     return count_error(std::move(v));
   }
 
+  struct EdgeState {
+    std::mutex mu;  // one sender (receiver) at a time per edge: sequence numbers stay dense
+    uint64_t seq = 0;
+  };
+  EdgeState& edge_state(std::map<std::string, std::unique_ptr<EdgeState>>& edges,
+                        const std::string& edge) {
+    std::lock_guard lock(mu_);
+    auto& e = edges[edge];
+    if (!e) e = std::make_unique<EdgeState>();
+    return *e;
+  }
+
   // Channel mode: the descriptor goes to the store under "~channel/{edge}/{seq}".
   Status announce(const PayloadKey& key, const std::string& desc, Deadline deadline) {
     std::string edge = key.from_stage + "_to_" + key.to_stage;
-    uint64_t seq = 0;
-    {
-      std::lock_guard lock(mu_);
-      seq = send_seq_[edge];
-    }
-    std::string akey = channel_key(edge, seq);
-    if (api_.is_exist(store_, akey.c_str()) == 1) {
+    EdgeState& e = edge_state(send_edges_, edge);
+    std::lock_guard edge_lock(e.mu);
+    std::string akey = channel_key(edge, e.seq);
+    OMNICONN_ASSIGN_OR_RETURN(bool taken, exists(akey, deadline));
+    if (taken) {
       return Status::InvalidArgument("MooncakeConnector: channel key '" + akey +
                                      "' is taken (left by an earlier run?): set extra.namespace "
                                      "to a value of this run's own");
@@ -345,10 +370,7 @@ class MooncakeConnector final : public Connector {
     std::memcpy(r.data, desc.data(), desc.size());
     Status st = put_new(akey, {r.data, r.size}, deadline);
     client_->release(r);
-    if (st.ok()) {
-      std::lock_guard lock(mu_);
-      ++send_seq_[edge];
-    }
+    if (st.ok()) ++e.seq;
     return st;
   }
 
@@ -363,7 +385,10 @@ class MooncakeConnector final : public Connector {
       }
     }
     OMNICONN_ASSIGN_OR_RETURN(Region r, client_->acquire(static_cast<size_t>(size), deadline));
-    int64_t got = api_.get_into(store_, key.c_str(), r.data, r.size);
+    int64_t got = 0;
+    while ((got = api_.get_into(store_, key.c_str(), r.data, r.size)) < 0 && retryable(got) &&
+           backoff.wait()) {
+    }
     std::string desc(reinterpret_cast<const char*>(r.data), got > 0 ? static_cast<size_t>(got) : 0);
     client_->release(r);
     if (got != size) return to_status(got < 0 ? got : int64_t{kInternalError}, "get_into " + key);
@@ -395,7 +420,7 @@ class MooncakeConnector final : public Connector {
   mutable Counters c_;
   mutable std::mutex mu_;
   mutable std::deque<std::string> unread_;
-  std::map<std::string, uint64_t> send_seq_, recv_seq_;
+  std::map<std::string, std::unique_ptr<EdgeState>> send_edges_, recv_edges_;
 };
 
 }  // namespace

@@ -49,17 +49,17 @@ Result<std::shared_ptr<StoreClient>> StoreClient::open(const MooncakeOptions& o)
         "Mooncake client, and Mooncake cannot start again in a forked child: fork before the "
         "first MooncakeConnector is created, or exec / use multiprocessing's spawn");
   }
-  started_in = ::getpid();
   std::string key = client_key(o);
   if (auto live = clients[key].lock()) return live;
   std::shared_ptr<StoreClient> c(new StoreClient());
-  OMNICONN_RETURN_IF_ERROR(c->start(o));
+  OMNICONN_RETURN_IF_ERROR(c->start(o, &started_in));
   clients[key] = c;
   return c;
 }
 
-Status StoreClient::start(const MooncakeOptions& o) {
+Status StoreClient::start(const MooncakeOptions& o, pid_t* started_in) {
   OMNICONN_ASSIGN_OR_RETURN(api_, load_api(o.library));
+  *started_in = ::getpid();  // from here on, Mooncake's state is in this process
   max_payload_ = o.max_payload_bytes;
   prepare_environment(o);
   // Mooncake's create() blocks SIGINT/SIGTERM/SIGHUP in the calling thread (for a sigwait

@@ -3,6 +3,8 @@
 // into (put_from / get_into: Mooncake moves the bytes, omniconn copies nothing).
 #pragma once
 
+#include <sys/types.h>
+
 #include <condition_variable>
 #include <cstddef>
 #include <memory>
@@ -45,7 +47,7 @@ class StoreClient {
 
  private:
   StoreClient() = default;
-  Status start(const MooncakeOptions& o);
+  Status start(const MooncakeOptions& o, pid_t* started_in);
   Result<Region> acquire_dedicated(size_t n);
 
   std::shared_ptr<const Api> api_;

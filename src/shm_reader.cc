@@ -30,7 +30,9 @@ T field_at(const std::byte* p, size_t off) {
   return v;
 }
 
-Result<std::shared_ptr<SegmentView>> map_segment(const Fd& fd, uint64_t size) {
+// The arena (mapped once per writer, reused) is pre-faulted; a dedicated segment (one payload)
+// is not, so that get costs the same at any size: its pages fault in as the reader touches them.
+Result<std::shared_ptr<SegmentView>> map_segment(const Fd& fd, uint64_t size, bool populate) {
   std::byte hdr[sizeof(SegmentHeader)];
   if (::pread(fd.get(), hdr, sizeof hdr, 0) != static_cast<ssize_t>(sizeof hdr)) {
     return Status::Corrupt("segment header unreadable");
@@ -48,7 +50,7 @@ Result<std::shared_ptr<SegmentView>> map_segment(const Fd& fd, uint64_t size) {
   }
   auto ctl = map_fd(fd.get(), 0, data_offset, /*writable=*/true, /*populate=*/false);
   if (!ctl.ok()) return ctl.status();
-  auto data = map_fd(fd.get(), data_offset, v->data_size, /*writable=*/false, /*populate=*/true);
+  auto data = map_fd(fd.get(), data_offset, v->data_size, /*writable=*/false, populate);
   if (!data.ok()) return data.status();
   v->ctl_map = std::move(*ctl);
   v->data_map = std::move(*data);
@@ -66,7 +68,7 @@ Result<std::shared_ptr<SegmentView>> request_segment(Link& link, uint32_t id, De
     return Status::NotFound("segment " + std::to_string(id) +
                             " no longer exists (payload released or cleaned up)");
   }
-  return map_segment(fd, reply->size);
+  return map_segment(fd, reply->size, /*populate=*/id == 0);
 }
 
 Result<std::shared_ptr<SegmentView>> segment_for(Link& link, uint32_t id, Deadline deadline) {

@@ -64,7 +64,9 @@ check "mooncake run says how to provide the library" \
 mc_lib=${MOONCAKE_STORE_LIBRARY:-/opt/mooncake/lib/libmooncake_store.so}
 mc_master=${OMNICONN_MOONCAKE_MASTER:-/opt/mooncake/bin/mooncake_master}
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-if [ ! -f "$mc_lib" ] || [ ! -x "$mc_master" ]; then
+if [ -n "${OMNICONN_SANITIZED:-}" ]; then
+  echo "SKIP: live Mooncake pipeline run: sanitizer build (Mooncake is not instrumented)"
+elif [ ! -f "$mc_lib" ] || [ ! -x "$mc_master" ]; then
   echo "SKIP: live Mooncake pipeline run: no $mc_lib or $mc_master (docs/mooncake.md)"
 elif port_busy 50051 || port_busy 8080; then
   echo "SKIP: live Mooncake pipeline run: 127.0.0.1:50051 or :8080 is in use"

@@ -148,19 +148,15 @@ std::vector<Target> targets() {
   return {shm_target(), mooncake_fake_target(), mooncake_live_target()};
 }
 
-bool& live_used_in_this_process() {
-  static bool used = false;
-  return used;
-}
-
 class Conformance : public ::testing::TestWithParam<Target> {
  protected:
   void SetUp() override {
     std::string why = GetParam().skip_reason();
     if (!why.empty()) GTEST_SKIP() << GetParam().name << " not available: " << why;
-    if (GetParam().name == "mooncake" && live_used_in_this_process()) {
-      GTEST_SKIP() << "a live Mooncake test forks after Mooncake started in this process; run "
-                      "each in a process of its own (ctest does; or --gtest_filter one test)";
+    if (GetParam().type == "MooncakeConnector" && mooncake_started_here()) {
+      GTEST_SKIP() << "Mooncake already started in this process and cannot start again in a "
+                      "forked child: run each Mooncake test in a process of its own (ctest "
+                      "does; or --gtest_filter one test)";
     }
     ns_ = unique_namespace(::testing::UnitTest::GetInstance()->current_test_info()->name());
   }
@@ -170,7 +166,7 @@ class Conformance : public ::testing::TestWithParam<Target> {
 
   // A connector of the target type; `overrides` replace entries of the target's extra.
   std::unique_ptr<Connector> make(Value::Map overrides = {}) const {
-    if (GetParam().name == "mooncake") live_used_in_this_process() = true;
+    if (GetParam().type == "MooncakeConnector") mooncake_started_here() = true;
     Value::Map extra = GetParam().extra(ns_);
     for (auto& [k, v] : overrides) extra[k] = v;
     auto c = create_connector({GetParam().type, Value(std::move(extra))});

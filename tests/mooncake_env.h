@@ -18,6 +18,14 @@
 
 namespace omniconn::testing {
 
+// Set by tests that created a MooncakeConnector in this process. Mooncake cannot start again in
+// a forked child, so a test that forks connector processes skips once it is set: such tests need
+// a process of their own (ctest runs each test in one).
+inline bool& mooncake_started_here() {
+  static bool started = false;
+  return started;
+}
+
 inline bool is_file(const std::string& p) {
   struct stat st {};
   return !p.empty() && ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode);
@@ -38,6 +46,10 @@ inline std::string mooncake_master_binary() {
 }
 
 inline std::string mooncake_skip_reason() {
+#ifdef OMNICONN_SANITIZED
+  return "sanitizer build: the installed Mooncake library is not instrumented (its leaks and "
+         "threads would be reported as ours); the plain build runs the live tests";
+#endif
   if (mooncake_library().empty()) {
     return "no libmooncake_store.so (set MOONCAKE_STORE_LIBRARY or install it under "
            "/opt/mooncake/lib; docs/mooncake.md says how to build it)";
