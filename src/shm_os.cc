@@ -103,8 +103,11 @@ socklen_t fill_addr(const std::string& name, sockaddr_un* addr) {
 
 }  // namespace
 
+// Without the uid: the random producer id is unique on its own, and a reader of another uid
+// then reaches the writer and is told why it is refused (SO_PEERCRED on both sides), instead
+// of finding no socket and reporting the writer gone.
 std::string producer_socket_name(uint64_t producer_id) {
-  return base_name() + ".p." + hex64(producer_id);
+  return std::string(1, '\0') + "omniconn.p." + hex64(producer_id);
 }
 
 std::string edge_socket_name(std::string_view name_space, std::string_view from,
