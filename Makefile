@@ -1,8 +1,10 @@
 # omniconn: user-facing entry points. CMake does the building; this file only sequences it.
 #
 #   make demo          install missing packages, build, run the 3-stage demo pipeline
-#   make test          unit tests, ASan/UBSan + TSan builds, install check, /dev/shm check
-#   make test SANITIZERS=0   the same without the sanitizer builds (quick local run)
+#   make test          unit tests, ASan/UBSan + TSan builds, fuzz smoke, install check,
+#                      /dev/shm check
+#   make test SANITIZERS=0   the same without the sanitizer builds and fuzzers (quick local run)
+#   make fuzz [FUZZ_SECONDS=60]   every libFuzzer target for FUZZ_SECONDS each
 #   make build | bench | install [PREFIX=...] | format | format-check | clean
 
 SHELL := /bin/bash
@@ -22,6 +24,8 @@ CLANGXX    ?= clang++
 BUILD_DIR := build
 ASAN_DIR  := build-asan
 TSAN_DIR  := build-tsan
+FUZZ_DIR  := build-fuzz
+FUZZ_SECONDS ?= 60
 ASAN_SANITIZE := address,undefined
 
 export ASAN_OPTIONS  ?= halt_on_error=1:detect_leaks=1:print_stacktrace=1
@@ -31,10 +35,11 @@ export TSAN_OPTIONS  ?= halt_on_error=1 second_deadlock_stack=1
 # Tests start real processes and use shared memory: run them one at a time.
 CTEST := ctest --output-on-failure -j1 --no-tests=error
 
-FORMAT_DIRS := src include tests bench examples tools
+FORMAT_DIRS := src include tests bench examples tools python fuzz
 FORMAT_FILES = $(shell find $(FORMAT_DIRS) -type f \( -name '*.cc' -o -name '*.h' \) 2>/dev/null)
 
-.PHONY: deps build test test-unit test-asan test-tsan test-install demo demo-transfer bench install \
+.PHONY: deps build test test-unit test-asan test-tsan test-install test-fuzz fuzz demo demo-transfer \
+        bench install \
         format format-check clean
 
 deps:
@@ -87,6 +92,7 @@ ifneq ($(SANITIZERS),0)
 	@$(PHASE) "ASan + UBSan build + tests (g++)" $(SUB) test-asan
 	@scripts/devshm.sh check $(SHM_BEFORE) "the ASan/UBSan tests"
 	@$(PHASE) "TSan build + tests (clang++)" $(SUB) test-tsan
+	@$(PHASE) "fuzz smoke (clang++ libFuzzer + ASan/UBSan, 10 s per target)" $(SUB) test-fuzz
 else
 	@echo "(sanitizer builds skipped: SANITIZERS=0)"
 endif
@@ -117,5 +123,12 @@ format-check:
 	@bad=$$(for f in $(FORMAT_FILES); do clang-format --dry-run -Werror "$$f" >/dev/null 2>&1 || echo "$$f"; done); \
 	if [ -n "$$bad" ]; then echo "not clang-formatted (run make format):"; echo "$$bad"; exit 1; fi
 
+# libFuzzer targets (fuzz/): seed corpora in fuzz/corpus, never written by a run.
+fuzz: deps
+	JOBS=$(JOBS) scripts/fuzz.sh $(FUZZ_SECONDS) $(FUZZ_DIR)
+
+test-fuzz: deps
+	JOBS=$(JOBS) scripts/fuzz.sh --smoke $(FUZZ_DIR)
+
 clean:
-	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(TSAN_DIR)
+	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(TSAN_DIR) $(FUZZ_DIR)

@@ -5,11 +5,11 @@
 // objects never land in the other's memory), then four processes forked before any of them
 // touches Mooncake: a writer and a reader for the raw API, and a writer and a reader for
 // omniconn. Writers contribute the segment and readers none, so every payload lives in its
-// writer's memory and crosses TCP once, on the fetch, for both kinds alike. Rounds alternate raw / omniconn for every iteration, so both see the same
-// machine noise. A round is: the writer stores one payload (timed), the reader fetches it and
-// the key is removed (timed). omniconn's writer is timed on two paths: `loan` (the payload is
-// built in registered memory, as the raw writer's buffer already is: commit is timed) and
-// `put` (copied from the caller's memory: the whole put is timed).
+// writer's memory and crosses TCP once, on the fetch, for both kinds alike. Rounds alternate raw /
+// omniconn for every iteration, so both see the same machine noise. A round is: the writer stores
+// one payload (timed), the reader fetches it and the key is removed (timed). omniconn's writer is
+// timed on two paths: `loan` (the payload is built in registered memory, as the raw writer's buffer
+// already is: commit is timed) and `put` (copied from the caller's memory: the whole put is timed).
 //
 //   mooncake_bench [--sizes 1M,4M,16M,64M] [--iters N] [--json FILE]
 // Needs MOONCAKE_STORE_LIBRARY (or /opt/mooncake/lib) and mooncake_master (or /opt/mooncake/bin).
@@ -88,7 +88,8 @@ std::string hex(const std::string& s) {
 }
 std::string unhex(const std::string& s) {
   std::string out;
-  for (size_t i = 0; i + 1 < s.size(); i += 2) out.push_back(static_cast<char>(std::stoi(s.substr(i, 2), nullptr, 16)));
+  for (size_t i = 0; i + 1 < s.size(); i += 2)
+    out.push_back(static_cast<char>(std::stoi(s.substr(i, 2), nullptr, 16)));
   return out;
 }
 
@@ -220,8 +221,8 @@ int run(const std::vector<size_t>& sizes, int iters, const std::string& json_pat
     }
   }
   size_t max_size = *std::max_element(sizes.begin(), sizes.end()) + 64 * kKiB;
-  Setup s{omniconn::testing::mooncake_library(), raw_master.master(),
-          raw_master.metadata_server(), max_size};
+  Setup s{omniconn::testing::mooncake_library(), raw_master.master(), raw_master.metadata_server(),
+          max_size};
   Setup so{s.library, oc_master.master(), oc_master.metadata_server(), max_size};
   const uint64_t segment = (4 * s.max_size + 64 * kMiB) / (4 * kMiB) * (4 * kMiB);
   std::vector<std::byte> src(s.max_size, std::byte{0x5a});
@@ -287,8 +288,13 @@ int run(const std::vector<size_t>& sizes, int iters, const std::string& json_pat
       double ratio = raw_total / total;
       std::printf("%8s  %-14s %10.3f %10.3f %10.3f %8.2f %11.2fx\n", format_size(n).c_str(), path,
                   st, fe, total, static_cast<double>(n) / (total * 1e6), ratio);
-      rows.push_back({{"bytes", n}, {"path", path}, {"store_ms", st}, {"fetch_ms", fe},
-                      {"total_ms", total}, {"ratio_vs_raw", ratio}, {"iters", iters}});
+      rows.push_back({{"bytes", n},
+                      {"path", path},
+                      {"store_ms", st},
+                      {"fetch_ms", fe},
+                      {"total_ms", total},
+                      {"ratio_vs_raw", ratio},
+                      {"iters", iters}});
     }
   }
   std::printf("target: omniconn loan >= 0.9x raw at 16-64 MiB (throughput of store + fetch)\n");

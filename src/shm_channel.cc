@@ -112,6 +112,7 @@ Result<std::unique_ptr<EdgeReceiver>> EdgeReceiver::open(const ShmOptions& optio
       r->ring_->capacity != *size - kRingDataOffset) {
     return Status::Corrupt("control ring header of edge " + r->edge_ + " is invalid");
   }
+  r->capacity_ = r->ring_->capacity;  // checked once; the shared copy is never trusted again
   return r;
 }
 
@@ -120,7 +121,7 @@ bool EdgeReceiver::empty() const {
 }
 
 Result<bool> EdgeReceiver::pop(std::string* out) {
-  const uint64_t cap = ring_->capacity;
+  const uint64_t cap = capacity_;
   uint64_t tail = ring_->tail.load(std::memory_order_relaxed);
   for (;;) {
     uint64_t head = ring_->head.load(std::memory_order_acquire);

@@ -56,6 +56,7 @@ class EdgeReceiver {
   Mapping map_;
   RingHeader* ring_ = nullptr;
   const std::byte* data_ = nullptr;
+  uint64_t capacity_ = 0;  // of the data area, as checked at open
   std::mutex mu_;
 };
 

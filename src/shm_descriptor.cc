@@ -60,7 +60,8 @@ Status check_key(const PayloadKey& key) {
 
 std::string encode_inline_descriptor(const PayloadKey& key, std::span<const std::byte> payload) {
   std::string s = encode_common(key, kKindInline, payload.size(), payload.size());
-  std::memcpy(s.data() + s.size() - payload.size(), payload.data(), payload.size());
+  if (!payload.empty())
+    std::memcpy(s.data() + s.size() - payload.size(), payload.data(), payload.size());
   return s;
 }
 
@@ -90,6 +91,9 @@ Status decode_key(std::span<const std::byte> b, DecodedDescriptor* out, size_t* 
     off += lens[i];
   }
   *end = align8(off);
+  for (size_t p = off; p < *end && p < b.size(); ++p) {
+    if (b[p] != std::byte{0}) return Status::Corrupt("descriptor: key padding bytes set");
+  }
   return Status::Ok();
 }
 

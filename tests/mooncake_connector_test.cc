@@ -21,8 +21,8 @@
 #include <vector>
 
 #include "mooncake_api.h"
-#include "omniconn/connector.h"
 #include "mooncake_env.h"
+#include "omniconn/connector.h"
 #include "test_util.h"
 
 namespace omniconn::testing {
