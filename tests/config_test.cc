@@ -113,9 +113,10 @@ TEST(ConfigExamples, Qwen25OmniMooncakeOnBothEdges) {
   auto conn = create_connector(missing);
   ASSERT_FALSE(conn.ok());
   EXPECT_EQ(conn.status().code(), StatusCode::kUnavailable);
-  EXPECT_NE(conn.status().message().find("cannot load the Mooncake store library "
-                                         "'/nonexistent/libmooncake_store.so' (from extra.library)"),
-            std::string::npos)
+  EXPECT_NE(
+      conn.status().message().find("cannot load the Mooncake store library "
+                                   "'/nonexistent/libmooncake_store.so' (from extra.library)"),
+      std::string::npos)
       << conn.status().ToString();
   EXPECT_NE(conn.status().message().find("MOONCAKE_STORE_LIBRARY"), std::string::npos);
 }
