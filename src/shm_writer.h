@@ -106,8 +106,8 @@ class ShmWriter {
   std::unique_ptr<Segment> arena_;
   std::map<uint32_t, Dedicated> dedicated_;  // by segment id
   uint32_t next_segment_id_ = 1;
-  RangeAllocator free_;  // the arena's free ranges
-  std::vector<SlotInfo> slots_;        // arena slots
+  RangeAllocator free_;          // the arena's free ranges
+  std::vector<SlotInfo> slots_;  // arena slots
   std::vector<uint32_t> free_slots_;
   uint32_t last_release_seq_ = 0;
   uint64_t in_use_bytes_ = 0;
