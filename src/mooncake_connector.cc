@@ -9,6 +9,7 @@
 #include <map>
 #include <thread>
 
+#include "connector_counters.h"
 #include "mooncake_descriptor.h"
 #include "mooncake_options.h"
 #include "mooncake_store.h"
@@ -23,9 +24,8 @@ using namespace mooncake;
 constexpr ReplicateConfig kPinned{1, 0, 1, nullptr, 0};
 constexpr size_t kMaxTracked = 65536;  // unread payloads this writer watches for in_flight
 
-struct Counters {
-  std::atomic<uint64_t> puts{0}, sends{0}, gets{0}, inline_payloads{0}, bytes_out{0}, bytes_in{0},
-      timeouts{0}, errors{0}, loans{0};
+struct Counters : CallCounters {
+  std::atomic<uint64_t> loans{0};  // outstanding
 };
 
 // Sleeps between polls: 50 us doubling to 2 ms, never past the deadline.
@@ -189,15 +189,7 @@ class MooncakeConnector final : public Connector {
   }
 
   Metrics metrics() const override {
-    Metrics m;
-    m.puts = c_.puts.load();
-    m.sends = c_.sends.load();
-    m.gets = c_.gets.load();
-    m.inline_payloads = c_.inline_payloads.load();
-    m.bytes_out = c_.bytes_out.load();
-    m.bytes_in = c_.bytes_in.load();
-    m.timeouts = c_.timeouts.load();
-    m.errors = c_.errors.load();
+    Metrics m = c_.snapshot();
     m.capacity_bytes = client_->pool_bytes();
     m.in_use_bytes = client_->pool_in_use();
     m.in_flight = c_.loans.load() + unread_count();

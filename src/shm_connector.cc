@@ -6,6 +6,7 @@
 #include <map>
 #include <thread>
 
+#include "connector_counters.h"
 #include "shm_channel.h"
 #include "shm_descriptor.h"
 #include "shm_reader.h"
@@ -17,10 +18,7 @@ namespace {
 
 using namespace shm;
 
-struct Counters {
-  std::atomic<uint64_t> puts{0}, sends{0}, gets{0}, inline_payloads{0}, bytes_out{0}, bytes_in{0},
-      timeouts{0}, errors{0};
-};
+using Counters = CallCounters;
 
 class ShmLoan final : public Loan::Impl {
  public:
@@ -322,15 +320,7 @@ Status ShmConnector::cleanup(std::string_view request_id) {
 }
 
 Metrics ShmConnector::metrics() const {
-  Metrics m;
-  m.puts = c_.puts.load();
-  m.sends = c_.sends.load();
-  m.gets = c_.gets.load();
-  m.inline_payloads = c_.inline_payloads.load();
-  m.bytes_out = c_.bytes_out.load();
-  m.bytes_in = c_.bytes_in.load();
-  m.timeouts = c_.timeouts.load();
-  m.errors = c_.errors.load();
+  Metrics m = c_.snapshot();
   WriterStats s = writer_.stats();
   m.reclaimed = s.reclaimed;
   m.capacity_bytes = s.capacity_bytes;
