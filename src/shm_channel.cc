@@ -120,7 +120,7 @@ bool EdgeReceiver::empty() const {
   return ring_->head.load(std::memory_order_acquire) == ring_->tail.load(std::memory_order_relaxed);
 }
 
-Result<bool> EdgeReceiver::pop(std::string* out) {
+Result<bool> EdgeReceiver::peek(std::string* out) {
   const uint64_t cap = capacity_;
   uint64_t tail = ring_->tail.load(std::memory_order_relaxed);
   for (;;) {
@@ -140,12 +140,16 @@ Result<bool> EdgeReceiver::pop(std::string* out) {
     }
     if (kind != kRecordDescriptor) return Status::Corrupt("control ring record of unknown kind");
     out->assign(reinterpret_cast<const char*>(data_ + pos + kRecordHeader), len);
-    ring_->tail.store(tail + rec, std::memory_order_seq_cst);
-    ring_->tail_seq.fetch_add(1, std::memory_order_seq_cst);
-    if (ring_->writer_waiting.load(std::memory_order_seq_cst) != 0) {
-      futex_wake_all(&ring_->tail_seq);
-    }
+    next_tail_ = tail + rec;
     return true;
+  }
+}
+
+void EdgeReceiver::advance() {
+  ring_->tail.store(next_tail_, std::memory_order_seq_cst);
+  ring_->tail_seq.fetch_add(1, std::memory_order_seq_cst);
+  if (ring_->writer_waiting.load(std::memory_order_seq_cst) != 0) {
+    futex_wake_all(&ring_->tail_seq);
   }
 }
 

@@ -40,7 +40,11 @@ class EdgeReceiver {
                                                     std::string_view from, std::string_view to,
                                                     Deadline deadline);
   // Next record (a descriptor) copied into *out; false when the ring is empty.
-  Result<bool> pop(std::string* out);
+  // The next descriptor record, left in the ring (false: none yet); advance() consumes it.
+  // recv advances only once the payload was taken (or is gone), so a recv that times out or a
+  // reader killed before taking it never loses a payload or leaks its slot.
+  Result<bool> peek(std::string* out);
+  void advance();
   // Waits for a record: spins `spin_us`, then sleeps on the futex in short slices.
   // Returns Unavailable when the writer is gone and the ring is drained.
   Status wait(uint32_t spin_us, Deadline deadline);
@@ -56,7 +60,8 @@ class EdgeReceiver {
   Mapping map_;
   RingHeader* ring_ = nullptr;
   const std::byte* data_ = nullptr;
-  uint64_t capacity_ = 0;  // of the data area, as checked at open
+  uint64_t capacity_ = 0;   // of the data area, as checked at open
+  uint64_t next_tail_ = 0;  // the tail after the record peek() returned
   std::mutex mu_;
 };
 

@@ -283,13 +283,22 @@ Result<PayloadView> ShmConnector::recv_from(EdgeReceiver& rx, Deadline deadline)
   std::lock_guard lock(rx.mu());
   std::string record;
   for (;;) {
-    auto got = rx.pop(&record);
+    auto got = rx.peek(&record);
     if (!got.ok()) return got.status();
     if (*got) {
       auto d = decode_descriptor(std::as_bytes(std::span(record)));
-      if (!d.ok()) return d.status();
+      if (!d.ok()) {
+        rx.advance();
+        return d.status();
+      }
       auto view = take(*d, &rx.link(), deadline);
-      if (!view.ok() && view.status().code() == StatusCode::kNotFound) continue;  // cleaned up
+      // Timeout / unavailable: the record stays for the next recv (nothing was claimed).
+      StatusCode code = view.ok() ? StatusCode::kOk : view.status().code();
+      if (code == StatusCode::kOk || code == StatusCode::kNotFound ||
+          code == StatusCode::kCorrupt) {
+        rx.advance();
+      }
+      if (code == StatusCode::kNotFound) continue;  // cleaned up
       return view;
     }
     OMNICONN_RETURN_IF_ERROR(rx.wait(options_.spin_us, deadline));
