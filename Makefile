@@ -5,6 +5,8 @@
 #                      /dev/shm check
 #   make test SANITIZERS=0   the same without the sanitizer builds and fuzzers (quick local run)
 #   make fuzz [FUZZ_SECONDS=60]   every libFuzzer target for FUZZ_SECONDS each
+#   make crash [CRASH_KILLS=100]  random SIGKILLs mid-transfer: leaks, hangs, corrupt deliveries
+#   make soak [SOAK_SECONDS=300]  mixed SHM workload; memory/fd/maps slopes must be flat
 #   make build | bench | install [PREFIX=...] | format | format-check | clean
 
 SHELL := /bin/bash
@@ -26,6 +28,9 @@ ASAN_DIR  := build-asan
 TSAN_DIR  := build-tsan
 FUZZ_DIR  := build-fuzz
 FUZZ_SECONDS ?= 60
+CRASH_KILLS ?= 100
+CRASH_SEED ?= 1
+SOAK_SECONDS ?= 300
 ASAN_SANITIZE := address,undefined
 
 export ASAN_OPTIONS  ?= halt_on_error=1:detect_leaks=1:print_stacktrace=1
@@ -38,7 +43,8 @@ CTEST := ctest --output-on-failure -j1 --no-tests=error
 FORMAT_DIRS := src include tests bench examples tools python fuzz
 FORMAT_FILES = $(shell find $(FORMAT_DIRS) -type f \( -name '*.cc' -o -name '*.h' \) 2>/dev/null)
 
-.PHONY: deps build test test-unit test-asan test-tsan test-install test-fuzz fuzz demo demo-transfer \
+.PHONY: deps build test test-unit test-asan test-tsan test-install test-fuzz fuzz crash soak demo \
+        demo-transfer \
         bench install \
         format format-check clean
 
@@ -129,6 +135,13 @@ fuzz: deps
 
 test-fuzz: deps
 	JOBS=$(JOBS) scripts/fuzz.sh --smoke $(FUZZ_DIR)
+
+crash: build
+	$(BUILD_DIR)/tests/crash/crash_harness --kills $(CRASH_KILLS) --seed $(CRASH_SEED) \
+	  --time-limit 300 --json $(BUILD_DIR)/crash.json
+
+soak: build
+	BUILD_DIR=$(BUILD_DIR) JOBS=$(JOBS) scripts/soak.sh $(SOAK_SECONDS)
 
 clean:
 	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(TSAN_DIR) $(FUZZ_DIR)

@@ -13,11 +13,20 @@ std::span<std::byte> as_writable(void* p, size_t n) {
   return {static_cast<std::byte*>(p), n};
 }
 
+// A request whose reply missed the deadline leaves that reply in the socket: it is read and
+// dropped (with any fd it carries) before the next request, so the link stays in step.
 Result<Reply> roundtrip(Link& link, Request req, Fd* fd, Deadline deadline) {
+  Reply reply{};
+  while (link.stale_replies > 0) {
+    Fd discard;
+    auto n = recv_msg(link.sock.get(), as_writable(&reply, sizeof reply), &discard, deadline);
+    if (!n.ok()) return n.status();
+    --link.stale_replies;
+  }
   OMNICONN_RETURN_IF_ERROR(
       send_msg(link.sock.get(), {reinterpret_cast<const std::byte*>(&req), sizeof req}));
-  Reply reply{};
   auto n = recv_msg(link.sock.get(), as_writable(&reply, sizeof reply), fd, deadline);
+  if (!n.ok() && n.status().code() == StatusCode::kTimeout) ++link.stale_replies;
   if (!n.ok()) return n.status();
   if (*n != sizeof reply || reply.arg != req.arg) return Status::Corrupt("bad reply from writer");
   return reply;

@@ -36,6 +36,7 @@ struct Link {
   std::mutex mu;  // one request at a time; guards the maps below
   std::shared_ptr<SegmentView> arena;
   std::map<uint32_t, std::weak_ptr<SegmentView>> dedicated;
+  uint32_t stale_replies = 0;  // replies to requests that timed out, still to be read
 
   bool hung_up() const { return peer_hung_up(sock.get()); }
 };
