@@ -52,6 +52,7 @@
 #include "omniconn/payload.h"
 #include "omniconn/runtime.h"
 #include "omniconn/shm_connector.h"
+#include "runtime_internal.h"
 #include "shm_os.h"     // edge_socket_name: the names whose sockets must be gone after a trial
 #include "test_util.h"  // TestPayload, verify_payload
 
@@ -133,19 +134,7 @@ void close_fd(int* fd) {
   *fd = -1;
 }
 
-bool write_line(int fd, const std::string& line) {
-  std::string s = line + "\n";
-  const char* p = s.data();
-  size_t left = s.size();
-  while (left > 0) {
-    ssize_t n = ::write(fd, p, left);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    p += n;
-    left -= static_cast<size_t>(n);
-  }
-  return true;
-}
+using omniconn::runtime::write_line;  // the runtime's own line writer (EINTR-safe)
 
 class LineIn {
  public:
