@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import omniconn
+from shm_helpers import mapping_of
 
 MiB = 1 << 20
 
@@ -13,16 +14,6 @@ MiB = 1 << 20
 def spec(**extra):
     extra.setdefault("namespace", f"pytest-{os.getpid()}")
     return {"name": "SharedMemoryConnector", "extra": extra}
-
-
-def mapping_of(address):
-    """The /proc/self/maps line that contains `address`."""
-    with open("/proc/self/maps") as f:
-        for line in f:
-            lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
-            if lo <= address < hi:
-                return line.strip()
-    return ""
 
 
 def test_round_trip_of_nested_data_and_every_numpy_dtype():

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import omniconn
+from shm_helpers import mapping_of
 
 MiB = 1 << 20
 TORCH_DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.float64, torch.int64,
@@ -18,15 +19,6 @@ TORCH_DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.float64, tor
 def spec(**extra):
     extra.setdefault("namespace", f"pytest-torch-{os.getpid()}")
     return {"name": "SharedMemoryConnector", "extra": extra}
-
-
-def mapping_of(address):
-    with open("/proc/self/maps") as f:
-        for line in f:
-            lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
-            if lo <= address < hi:
-                return line.strip()
-    return ""
 
 
 def sample(dtype, shape=(3, 5)):
