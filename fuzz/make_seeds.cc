@@ -19,6 +19,7 @@
 #include "mooncake_descriptor.h"
 #include "omniconn/payload.h"
 #include "omniconn/value.h"
+#include "shm_channel.h"
 #include "shm_descriptor.h"
 
 namespace fs = std::filesystem;
@@ -140,6 +141,40 @@ void shm_descriptor_seeds(const std::vector<std::byte>& payload) {
         shm::encode_ref_descriptor({std::string(100, 'r'), "stage_a", "stage_b"}, ref));
 }
 
+// A ring image for fuzz_ring_record: [u64 tail][i32 head - tail][data area of cap bytes], the
+// records written by the writer's own append_ring_record.
+void ring_seed(const std::string& name, uint64_t cap, uint64_t tail,
+               const std::vector<std::string>& bodies) {
+  namespace shm = omniconn::shm;
+  std::vector<std::byte> area(cap);
+  uint64_t head = tail;
+  for (const std::string& b : bodies) {
+    if (cap - (head - tail) < shm::ring_space_needed(cap, head, b.size())) die("ring seed full");
+    head = shm::append_ring_record(area.data(), cap, head, std::as_bytes(std::span(b)));
+  }
+  std::vector<uint8_t> out(12 + cap);
+  const auto delta = static_cast<int32_t>(head - tail);
+  std::memcpy(out.data(), &tail, 8);
+  std::memcpy(out.data() + 8, &delta, 4);
+  std::memcpy(out.data() + 12, area.data(), cap);
+  write("fuzz_ring_record", name, out);
+}
+
+void ring_seeds(const std::vector<std::byte>& payload) {
+  namespace shm = omniconn::shm;
+  const PayloadKey key{"req-1", "0", "1"};
+  const std::string inl = shm::encode_inline_descriptor(key, std::as_bytes(std::span("hi", 2)));
+  shm::ShmRef ref{0x1122334455667788ULL, 3, 17, 42, 4096, 1 << 20, 0xdeadbeefcafef00dULL};
+  const std::string r = shm::encode_ref_descriptor(key, ref);
+  const std::string big = shm::encode_inline_descriptor(key, payload);
+  ring_seed("empty", 256, 0, {});
+  ring_seed("one_ref", 256, 0, {r});
+  ring_seed("three", 512, 0, {r, inl, r});
+  ring_seed("wrap_with_pad", 256, 200, {inl, r});  // the second record wraps: a pad first
+  ring_seed("large_index", 512, (uint64_t{1} << 40) + 64, {big});
+  ring_seed("odd_lengths", 256, 8, {"a", "abc", "abcdefghi"});
+}
+
 void mooncake_descriptor_seeds(const std::vector<std::byte>& payload) {
   namespace mc = omniconn::mooncake;
   const std::string t = "fuzz_mooncake_descriptor";
@@ -249,6 +284,7 @@ int main(int argc, char** argv) {
       make_payload({{"x", DType::kF32, {2, 3}}}, Value(Value::Map{{"k", Value(1)}}), false);
   shm_descriptor_seeds(small);
   mooncake_descriptor_seeds(small);
+  ring_seeds(small);
   msgpack_seeds();
   yaml_seeds(argv[2]);
   std::cout << "seeds written under " << g_root << "\n";

@@ -49,7 +49,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root" || exit 2
 clangxx="$(command -v "${CLANGXX:-clang++}")" || { echo "fuzz.sh: ${CLANGXX:-clang++} not found" >&2; exit 2; }
 jobs="${JOBS:-$(nproc)}"
-targets=(${FUZZ_TARGETS:-fuzz_payload fuzz_shm_descriptor fuzz_mooncake_descriptor fuzz_value_msgpack fuzz_config_yaml})
+targets=(${FUZZ_TARGETS:-fuzz_payload fuzz_shm_descriptor fuzz_mooncake_descriptor fuzz_value_msgpack fuzz_config_yaml fuzz_ring_record})
 
 # ---- build ---------------------------------------------------------------------------------
 echo "== building fuzzers in $build_dir ($clangxx)"

@@ -52,14 +52,59 @@ Result<std::unique_ptr<EdgeSender>> EdgeSender::create(ShmWriter& writer, const 
   return s;
 }
 
+Result<RingRecord> parse_ring_record(const std::byte* data, uint64_t cap, uint64_t head,
+                                     uint64_t tail) {
+  RingRecord r;
+  if (head == tail) return r;
+  if (cap < kRecordHeader || cap % 8 != 0 || head - tail > cap || tail % 8 != 0) {
+    return Status::Corrupt("control ring indices torn");
+  }
+  r.pos = tail % cap;
+  uint32_t kind;
+  std::memcpy(&r.len, data + r.pos, 4);
+  std::memcpy(&kind, data + r.pos + 4, 4);
+  r.size = kRecordHeader + align8(r.len);
+  if (r.size > cap - r.pos || r.size > head - tail) {
+    return Status::Corrupt("control ring record torn");
+  }
+  if (kind == kRecordPad) {
+    r.kind = RingRecord::kPad;
+  } else if (kind == kRecordDescriptor) {
+    r.kind = RingRecord::kDescriptor;
+  } else {
+    return Status::Corrupt("control ring record of unknown kind");
+  }
+  return r;
+}
+
+uint64_t ring_space_needed(uint64_t cap, uint64_t head, size_t body_size) {
+  const uint64_t need = kRecordHeader + align8(body_size);
+  const uint64_t contig = cap - head % cap;
+  return need > contig ? contig + need : need;
+}
+
+uint64_t append_ring_record(std::byte* data, uint64_t cap, uint64_t head,
+                            std::span<const std::byte> body) {
+  const uint64_t need = kRecordHeader + align8(body.size());
+  const uint64_t contig = cap - head % cap;
+  if (need > contig) {
+    put_header(data + head % cap, static_cast<uint32_t>(contig - kRecordHeader), kRecordPad);
+    head += contig;
+  }
+  std::byte* at = data + head % cap;
+  put_header(at, static_cast<uint32_t>(body.size()), kRecordDescriptor);
+  std::memcpy(at + kRecordHeader, body.data(), body.size());
+  return head + need;
+}
+
 Status EdgeSender::write(std::span<const std::byte> body, Deadline deadline) {
   std::lock_guard lock(mu_);
   const uint64_t cap = ring_->capacity;
-  const uint64_t need = kRecordHeader + align8(body.size());
-  if (need > cap / 2) return Status::InvalidArgument("record larger than half the control ring");
+  if (kRecordHeader + align8(body.size()) > cap / 2) {
+    return Status::InvalidArgument("record larger than half the control ring");
+  }
   uint64_t head = ring_->head.load(std::memory_order_relaxed);
-  uint64_t contig = cap - head % cap;
-  uint64_t required = need > contig ? contig + need : need;
+  const uint64_t required = ring_space_needed(cap, head, body.size());
   for (;;) {
     uint64_t tail = ring_->tail.load(std::memory_order_acquire);
     if (cap - (head - tail) >= required) break;
@@ -74,14 +119,8 @@ Status EdgeSender::write(std::span<const std::byte> body, Deadline deadline) {
     }
     ring_->writer_waiting.store(0, std::memory_order_relaxed);
   }
-  if (need > contig) {
-    put_header(data_ + head % cap, static_cast<uint32_t>(contig - kRecordHeader), kRecordPad);
-    head += contig;
-  }
-  std::byte* at = data_ + head % cap;
-  put_header(at, static_cast<uint32_t>(body.size()), kRecordDescriptor);
-  std::memcpy(at + kRecordHeader, body.data(), body.size());
-  ring_->head.store(head + need, std::memory_order_seq_cst);
+  head = append_ring_record(data_, cap, head, body);
+  ring_->head.store(head, std::memory_order_seq_cst);
   ring_->head_seq.fetch_add(1, std::memory_order_seq_cst);
   if (ring_->reader_waiting.load(std::memory_order_seq_cst) != 0) {
     futex_wake_all(&ring_->head_seq);
@@ -121,26 +160,19 @@ bool EdgeReceiver::empty() const {
 }
 
 Result<bool> EdgeReceiver::peek(std::string* out) {
-  const uint64_t cap = capacity_;
   uint64_t tail = ring_->tail.load(std::memory_order_relaxed);
   for (;;) {
     uint64_t head = ring_->head.load(std::memory_order_acquire);
-    if (head == tail) return false;
-    if (head - tail > cap || tail % 8 != 0) return Status::Corrupt("control ring indices torn");
-    uint64_t pos = tail % cap;
-    uint32_t len, kind;
-    std::memcpy(&len, data_ + pos, 4);
-    std::memcpy(&kind, data_ + pos + 4, 4);
-    uint64_t rec = kRecordHeader + align8(len);
-    if (rec > cap - pos || rec > head - tail) return Status::Corrupt("control ring record torn");
-    if (kind == kRecordPad) {
-      tail += rec;
+    auto r = parse_ring_record(data_, capacity_, head, tail);
+    if (!r.ok()) return r.status();
+    if (r->kind == RingRecord::kNone) return false;
+    tail += r->size;
+    if (r->kind == RingRecord::kPad) {
       ring_->tail.store(tail, std::memory_order_release);
       continue;
     }
-    if (kind != kRecordDescriptor) return Status::Corrupt("control ring record of unknown kind");
-    out->assign(reinterpret_cast<const char*>(data_ + pos + kRecordHeader), len);
-    next_tail_ = tail + rec;
+    out->assign(reinterpret_cast<const char*>(data_ + r->pos + kRecordHeader), r->len);
+    next_tail_ = tail;
     return true;
   }
 }

@@ -3,8 +3,10 @@
 // spins briefly, then sleeps on a futex.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 
 #include "omniconn/shm_connector.h"
@@ -14,6 +16,25 @@
 #include "shm_writer.h"
 
 namespace omniconn::shm {
+
+// The ring's record format, as pure functions over a data area of `cap` bytes (a multiple of 8)
+// so that the parser can be fuzzed apart from shared memory. Indices run free; position = i % cap.
+struct RingRecord {
+  enum Kind { kNone, kPad, kDescriptor } kind = kNone;  // kNone: the ring is empty (head == tail)
+  uint64_t pos = 0;   // offset of the record header in the data area
+  uint32_t len = 0;   // body bytes (descriptor records)
+  uint64_t size = 0;  // header + body padded to 8: tail + size is the next record
+};
+// Parses the record at `tail`, given the `head` the writer published. Never reads outside
+// data[0, cap); Corrupt when the indices or the record could not have been written by a writer.
+Result<RingRecord> parse_ring_record(const std::byte* data, uint64_t cap, uint64_t head,
+                                     uint64_t tail);
+// Ring bytes a record of `body_size` needs at `head` (its own size, plus a pad record when it
+// would not fit before the end of the data area).
+uint64_t ring_space_needed(uint64_t cap, uint64_t head, size_t body_size);
+// Writes the record (and its pad) at `head`; returns the new head. The caller checked the space.
+uint64_t append_ring_record(std::byte* data, uint64_t cap, uint64_t head,
+                            std::span<const std::byte> body);
 
 class EdgeSender {
  public:
@@ -39,7 +60,6 @@ class EdgeReceiver {
   static Result<std::unique_ptr<EdgeReceiver>> open(const ShmOptions& options,
                                                     std::string_view from, std::string_view to,
                                                     Deadline deadline);
-  // Next record (a descriptor) copied into *out; false when the ring is empty.
   // The next descriptor record, left in the ring (false: none yet); advance() consumes it.
   // recv advances only once the payload was taken (or is gone), so a recv that times out or a
   // reader killed before taking it never loses a payload or leaks its slot.
