@@ -7,7 +7,8 @@
 #   make fuzz [FUZZ_SECONDS=60]   every libFuzzer target for FUZZ_SECONDS each
 #   make crash [CRASH_KILLS=100]  random SIGKILLs mid-transfer: leaks, hangs, corrupt deliveries
 #   make soak [SOAK_SECONDS=300]  mixed SHM workload; memory/fd/maps slopes must be flat
-#   make build | bench | install [PREFIX=...] | format | format-check | clean
+#   make bench [BENCH_ARGS=--quick]   every benchmark and baseline: JSON, plots, docs tables
+#   make build | install [PREFIX=...] | format | format-check | clean
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := build
@@ -114,10 +115,10 @@ demo: build
 demo-transfer: build
 	$(BUILD_DIR)/examples/omniconn_demo
 
+# Every benchmark and baseline (bench/run_all.py): JSON + plots in docs/bench/, tables in
+# docs/benchmarks.md. BENCH_ARGS=--quick for a rough two-minute run.
 bench: build
-	$(BUILD_DIR)/bench/shm_bench
-	$(BUILD_DIR)/bench/mooncake_bench
-	PYTHONPATH=$(BUILD_DIR)/python /usr/bin/python3 bench/python_bench.py
+	/usr/bin/python3 bench/run_all.py --build-dir $(BUILD_DIR) $(BENCH_ARGS)
 
 install: build
 	cmake --install $(BUILD_DIR) --prefix $(PREFIX)

@@ -5,6 +5,7 @@
 
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -19,6 +20,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <map>
 #include <memory>
 #include <optional>
@@ -64,6 +66,22 @@ __attribute__((format(printf, 1, 2))) inline std::string strf(const char* format
   if (n > 0) std::vsnprintf(out.data(), out.size() + 1, format, args);
   va_end(args);
   return out;
+}
+
+// CPU time (user + system) of process `pid` (0: this one) in ns; -1 when it cannot be read.
+inline int64_t process_cpu_ns(pid_t pid) {
+  clockid_t clock;
+  if (clock_getcpuclockid(pid, &clock) != 0) return -1;
+  timespec ts{};
+  if (clock_gettime(clock, &ts) != 0) return -1;
+  return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
+}
+
+// Peak resident set of this process, KiB.
+inline int64_t peak_rss_kb() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return usage.ru_maxrss;
 }
 
 // "2.58 3.14 1.95" from /proc/loadavg: a noisy machine explains noisy numbers.
@@ -134,6 +152,7 @@ struct LatencyStats {
   size_t count = 0;
   double p50_us = 0;
   double p99_us = 0;
+  double p999_us = 0;
   double min_us = 0;
   double max_us = 0;
   double mean_us = 0;
@@ -156,6 +175,7 @@ inline LatencyStats summarize_ns(std::vector<int64_t> samples) {
   stats.count = samples.size();
   stats.p50_us = static_cast<double>(percentile_sorted(samples, 50)) / 1e3;
   stats.p99_us = static_cast<double>(percentile_sorted(samples, 99)) / 1e3;
+  stats.p999_us = static_cast<double>(percentile_sorted(samples, 99.9)) / 1e3;
   stats.min_us = static_cast<double>(samples.front()) / 1e3;
   stats.max_us = static_cast<double>(samples.back()) / 1e3;
   stats.mean_us = sum / static_cast<double>(samples.size()) / 1e3;

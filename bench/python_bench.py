@@ -76,6 +76,23 @@ def measure(size, iters, pipes, conns):
     return rt, get
 
 
+def parse_size(text):
+    units = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    t = text.strip().upper()
+    num = t.rstrip("BKMG") or "x"
+    unit = t[len(num):]
+    if not num.isdigit() or unit not in units or int(num) * units[unit] < 8:
+        raise ValueError(f"bad size '{text}' (want e.g. 64, 64K, 16M; at least 8 bytes)")
+    return int(num) * units[unit]
+
+
+def fmt_size(n):
+    for unit, div in (("GiB", 1 << 30), ("MiB", MiB), ("KiB", 1 << 10)):
+        if n >= div and n % div == 0:
+            return f"{n // div} {unit}"
+    return f"{n} B"
+
+
 def pct(xs, q):
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(q * len(xs)))]
@@ -83,11 +100,15 @@ def pct(xs, q):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sizes-mib", default="1,4,16,64,256",
-                    help="payload sizes in MiB (default 1,4,16,64,256)")
+    ap.add_argument("--sizes", default="64,64K,1M,4M,16M,64M,256M",
+                    help="payload sizes, comma-separated, units B/K/M/G (binary); "
+                         "default 64,64K,1M,4M,16M,64M,256M")
     ap.add_argument("--json", help="write the results here as JSON")
     args = ap.parse_args()
-    sizes = [int(float(s) * MiB) for s in args.sizes_mib.split(",")]
+    try:
+        sizes = [parse_size(s) for s in args.sizes.split(",")]
+    except ValueError as e:
+        ap.error(str(e))
 
     ctx = mp.get_context("spawn")
     pipes, procs = {}, []
@@ -102,7 +123,7 @@ def main():
     print(f"{'size':>8} {'kind':<17} {'round trip p50':>15} {'p99':>10} {'get p50':>10} "
           f"{'GB/s':>7} {'vs vllm-omni':>13}")
     for size in sizes:
-        iters = max(5, min(200, (2048 * MiB) // size))
+        iters = max(5, min(500, (2048 * MiB) // size))
         rt, get = measure(size, iters, pipes, conns)
         base = statistics.median(rt["vllm-omni method"])
         for kind in KINDS:
@@ -111,7 +132,7 @@ def main():
                    "rt_p99_s": pct(rt[kind], 0.99), "get_p50_s": statistics.median(get[kind]),
                    "gbps": size / p50 / 1e9, "speedup_vs_vllm_omni": base / p50}
             rows.append(row)
-            print(f"{size // MiB:>5} MiB {kind:<17} {p50 * 1e3:>12.3f} ms "
+            print(f"{fmt_size(size):>8} {kind:<17} {p50 * 1e3:>12.3f} ms "
                   f"{row['rt_p99_s'] * 1e3:>7.3f} ms {row['get_p50_s'] * 1e6:>7.1f} us "
                   f"{row['gbps']:>7.2f} {row['speedup_vs_vllm_omni']:>12.1f}x")
     for kind in KINDS:
@@ -120,7 +141,7 @@ def main():
         p.join(30)
 
     gets = [r["get_p50_s"] for r in rows if r["kind"] == "omniconn put"]
-    print(f"\nomniconn get p50 from {sizes[0] // MiB} to {sizes[-1] // MiB} MiB: "
+    print(f"\nomniconn get p50 from {fmt_size(sizes[0])} to {fmt_size(sizes[-1])}: "
           f"{min(gets) * 1e6:.1f} .. {max(gets) * 1e6:.1f} us "
           f"(max/min {max(gets) / min(gets):.2f})")
     at16 = [r for r in rows if r["bytes"] == 16 * MiB and r["kind"] == "omniconn put"]

@@ -41,9 +41,9 @@ struct Encoded {
 
 // torch.Tensor if torch is already imported (omniconn never imports torch to send).
 py::object imported_torch_tensor_type() {
-  py::dict modules = py::module_::import("sys").attr("modules");
-  if (!modules.contains("torch")) return py::none();
-  return modules["torch"].attr("Tensor");
+  PyObject* torch = PyDict_GetItemString(PyImport_GetModuleDict(), "torch");  // borrowed
+  if (torch == nullptr) return py::none();
+  return py::reinterpret_borrow<py::object>(torch).attr("Tensor");
 }
 
 Result<DType> dtype_of(const py::dtype& dt) {

@@ -8,6 +8,7 @@ packages=(
   libxxhash-dev libmsgpack-cxx-dev libyaml-cpp-dev libcli11-dev libfmt-dev libspdlog-dev
   nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev clang-format
   python3-dev pybind11-dev python3-numpy python3-torch python3-pytest python3-xxhash python3-msgpack
+  python3-matplotlib iceoryx libiceoryx-posh-dev
 )
 
 missing=()

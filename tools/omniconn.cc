@@ -1,10 +1,14 @@
-// The omniconn command: validate a vllm-omni stage config, or run its pipeline.
+// The omniconn command: validate a vllm-omni stage config, run its pipeline, or run the
+// benchmark suite.
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "omniconn/config.h"
 #include "omniconn/runtime.h"
@@ -87,6 +91,28 @@ int cmd_run(const std::string& path, RunOptions opts, const std::string& json_pa
   return kOk;
 }
 
+// Runs the benchmark suite of the source tree this binary was built from, through Debian's
+// python3 (it needs numpy, matplotlib and the built extension); arguments go to the script.
+int cmd_bench(const std::vector<std::string>& args) {
+  const std::string script = OMNICONN_BENCH_SCRIPT;
+  if (::access(script.c_str(), R_OK) != 0) {
+    std::fprintf(stderr,
+                 "omniconn bench: the suite is not here: %s is missing (omniconn bench runs from "
+                 "the source and build trees it was built in; run `make bench` there)\n",
+                 script.c_str());
+    return kRunFailed;
+  }
+  const char* python = ::access("/usr/bin/python3", X_OK) == 0 ? "/usr/bin/python3" : "python3";
+  std::vector<std::string> words = {python, script, "--build-dir", OMNICONN_BUILD_DIR};
+  words.insert(words.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& w : words) argv.push_back(w.data());
+  argv.push_back(nullptr);
+  ::execvp(python, argv.data());
+  std::fprintf(stderr, "omniconn bench: cannot run %s: %s\n", python, std::strerror(errno));
+  return kRunFailed;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -133,6 +159,14 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   run->add_flag("--no-progress", no_progress, "no progress bar (it is shown on a terminal)");
 
+  auto* bench = app.add_subcommand(
+      "bench",
+      "Run the benchmark suite (bench/run_all.py): every benchmark and baseline in one run, "
+      "ratios against the design targets, JSON and PNG plots in docs/bench/, and the tables "
+      "of docs/benchmarks.md. Arguments go to the script: `omniconn bench --help` for its own.");
+  bench->prefix_command();
+  bench->set_help_flag();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -140,6 +174,7 @@ int main(int argc, char** argv) {
     return rc == 0 ? kOk : kUsage;
   }
   if (*validate) return cmd_validate(cfg);
+  if (*bench) return cmd_bench(bench->remaining());
   opts.progress = !no_progress && ::isatty(STDERR_FILENO);
   return cmd_run(cfg, opts, json_path);
 }

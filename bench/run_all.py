@@ -1,0 +1,519 @@
+#!/usr/bin/env python3
+"""omniconn's benchmark suite: every benchmark and every baseline in one run, then the ratio
+table against the design targets, JSON, PNG plots, and the generated tables of
+docs/benchmarks.md.
+
+    /usr/bin/python3 bench/run_all.py [--build-dir build] [--out docs/bench] [--quick]
+
+`make bench` and `omniconn bench` run this. Each program runs on its own (never two at once:
+this VM has 2 cores) and writes JSON; a program that fails is reported and the others still
+run. Exit status: 0 when every program ran (or was skipped for a missing component, e.g.
+Mooncake), 1 when one failed, 2 on bad usage. Targets are reported, not enforced.
+"""
+import argparse
+import datetime
+import json
+import os
+import pathlib
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+MiB = 1 << 20
+PY = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+
+FULL_SIZES = "64,4K,64K,1M,16M,64M,256M"
+QUICK_SIZES = "64,64K,1M,16M"
+
+
+def load_average():
+    try:
+        return " ".join(pathlib.Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
+
+
+def fmt_size(n):
+    for unit, div in (("GiB", 1 << 30), ("MiB", MiB), ("KiB", 1 << 10)):
+        if n >= div and n % div == 0:
+            return f"{n // div} {unit}"
+    return f"{n} B"
+
+
+# ---- Running the programs ------------------------------------------------------------------
+
+def steps(args):
+    """(name, what it is, argv, extra env, timeout in s) for every program."""
+    b = pathlib.Path(args.build_dir)
+    sizes = QUICK_SIZES if args.quick else FULL_SIZES
+    secs = "8" if args.quick else "40"
+    pyenv = {"PYTHONPATH": str(b / "python")}
+    base = b / "bench" / "baselines"
+    mc_sizes = "64K,1M,16M" if args.quick else "64,64K,1M,16M,64M,256M"
+    mc_iters = "4" if args.quick else "10"
+    shm_extra = ["--iters=200", "--scale-size=1M"] if args.quick else []
+    return [
+        ("memcpy", "warm memcpy in one process (the limit)",
+         [base / "memcpy_baseline", f"--sizes={sizes}", f"--max-seconds={secs}"], {}, 120),
+        ("memfd_per_payload", "a fresh memfd per payload: create, map, copy, pass the fd",
+         [base / "memfd_per_payload", f"--sizes={sizes}", f"--max-seconds={secs}"], {}, 150),
+        ("af_unix_stream", "AF_UNIX socket stream",
+         [base / "af_unix_stream", f"--sizes={sizes}", f"--max-seconds={secs}"], {}, 150),
+        ("pickle_queue", "pickle through a multiprocessing.Queue (Python)",
+         [PY, ROOT / "bench/baselines/pickle_queue.py", f"--sizes={sizes}",
+          f"--max-seconds={secs}"], {}, 180),
+        ("iceoryx", "iceoryx 2 publish/subscribe, loaned chunks (Debian's packages)",
+         [base / "iceoryx_bench", f"--sizes={sizes.replace(',256M', '')}",
+          f"--max-seconds={secs}"], {}, 150),
+        ("shm_bench", "omniconn SharedMemoryConnector (C++)",
+         [b / "bench/shm_bench", f"--sizes={sizes}"] + shm_extra, {}, 300),
+        ("python_bench", "omniconn from Python against vllm-omni's method",
+         [PY, ROOT / "bench/python_bench.py", f"--sizes={sizes.replace('4K,', '')}"], pyenv, 300),
+        ("mooncake_bench", "omniconn MooncakeConnector against the raw Store C API",
+         [b / "bench/mooncake_bench", "--sizes", mc_sizes, "--iters", mc_iters],
+         {"MC_LOG_LEVEL": "WARNING", "GLOG_minloglevel": "1"}, 300),
+    ]
+
+
+def run_step(name, what, argv, env, timeout, out):
+    """Runs one program with --json; returns its entry for results.json."""
+    argv = [str(a) for a in argv]
+    exe = argv[1] if argv[0] == PY else argv[0]
+    entry = {"what": what, "command": " ".join(argv)}
+    if not os.path.exists(exe):
+        entry.update(status="skipped", reason=f"{exe} not built")
+        if name == "iceoryx":
+            entry["reason"] += " (iceoryx not installed: see bench/baselines/iceoryx.cmake)"
+        print(f"== {name}: skipped: {entry['reason']}", flush=True)
+        return entry
+    json_path = out / f"{name}.json"
+    json_path.unlink(missing_ok=True)
+    argv = argv + (["--json", str(json_path)] if name == "mooncake_bench"
+                   else [f"--json={json_path}"])
+    print(f"== {name}: {what}\n   $ {' '.join(argv)}", flush=True)
+    t0 = time.monotonic()
+    log = []
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, **env}, cwd=ROOT)
+    watchdog = threading.Timer(timeout, proc.kill)  # a hung program must not hang the suite
+    watchdog.start()
+    for line in proc.stdout:
+        log.append(line)
+        print("   " + line, end="", flush=True)
+    rc = proc.wait()
+    watchdog.cancel()
+    if time.monotonic() - t0 >= timeout:
+        rc = f"killed after the {timeout} s limit"
+    entry["seconds"] = round(time.monotonic() - t0, 1)
+    (out / f"{name}.log").write_text("".join(log))
+    if rc == 0 and json_path.exists():
+        entry.update(status="ok", data=json.loads(json_path.read_text()))
+    elif rc == 0:
+        skipped = [l.strip() for l in log if "skipped" in l]
+        entry.update(status="skipped", reason=skipped[-1] if skipped else "wrote no JSON")
+    else:
+        entry.update(status="failed", reason=f"exit {rc}; last lines: " +
+                     " | ".join(l.strip() for l in log[-3:]))
+    print(f"   -> {entry['status']} in {entry['seconds']} s", flush=True)
+    return entry
+
+
+# ---- Analysis ------------------------------------------------------------------------------
+
+def data(runs, name):
+    r = runs.get(name, {})
+    return r.get("data") if r.get("status") == "ok" else None
+
+
+def baseline_rows(runs, name, mode):
+    d = data(runs, name)
+    return {r["size"]: r for r in d["results"] if r["mode"] == mode} if d else {}
+
+
+def shm_sizes(runs):
+    d = data(runs, "shm_bench")
+    return {r["size"]: r for r in d["sizes"]} if d else {}
+
+
+BASELINES = [("memfd_per_payload", "memfd per payload"), ("af_unix_stream", "AF_UNIX stream"),
+             ("pickle_queue", "pickle mp.Queue"), ("iceoryx", "iceoryx")]
+
+
+def target(name, measured, ok, baseline="", note=""):
+    return {"target": name, "measured": measured, "baseline": baseline,
+            "verdict": "n/a" if ok is None else ("PASS" if ok else "MISS"), "note": note}
+
+
+def design_targets(runs):
+    """The targets of ../shared/docs/DESIGN.md (and the issues), each with its verdict."""
+    out = []
+    shm = shm_sizes(runs)
+    mem = baseline_rows(runs, "memcpy", "stream")
+    s16, m16 = shm.get(16 * MiB), mem.get(16 * MiB)
+    if s16 and m16:
+        r = s16["copy_gbps"] / m16["gbps"]
+        out.append(target("SHM copy path 16 MiB >= 0.6x warm memcpy", f"{r:.2f}x", r >= 0.6,
+                          f"memcpy {m16['gbps']:.2f} GB/s, SHM {s16['copy_gbps']:.2f} GB/s"))
+    else:
+        out.append(target("SHM copy path 16 MiB >= 0.6x warm memcpy", "not measured", None))
+    py = data(runs, "python_bench")
+    if py:
+        rows = [r for r in py["rows"] if r["bytes"] == 16 * MiB and r["kind"] == "omniconn put"]
+        if rows:
+            s = rows[0]["speedup_vs_vllm_omni"]
+            out.append(target("SHM 16 MiB >= 20x the vllm-omni method (Python, put+get)",
+                              f"{s:.1f}x", s >= 20, "vllm-omni SharedMemoryConnector method"))
+    if shm:
+        loans = [(r["loan_latency"]["p50_us"], s) for s, r in shm.items() if s <= 64 * MiB]
+        worst, at = max(loans)
+        out.append(target("SHM loan handoff p50 <= 2 us, 64 B to 64 MiB",
+                          f"worst {worst:.2f} us at {fmt_size(at)}", worst <= 2.0))
+        inl = shm.get(64)
+        if inl:
+            lat = inl["copy_latency"]
+            out.append(target("64 B inline put->get p50 <= 1 us (spinning reader)",
+                              f"{lat['p50_us']:.2f} us", lat["p50_us"] <= 1.0))
+            out.append(target("64 B inline put->get p99 <= 10 us", f"{lat['p99_us']:.2f} us",
+                              lat["p99_us"] <= 10.0))
+    mc = data(runs, "mooncake_bench")
+    if mc:
+        for size in (16 * MiB, 64 * MiB):
+            rows = [r for r in mc["rows"] if r["bytes"] == size and r["path"] == "omniconn loan"]
+            if rows:
+                r = rows[0]["ratio_vs_raw"]
+                out.append(target(f"Mooncake put+get {fmt_size(size)} >= 0.9x raw C API",
+                                  f"{r:.2f}x", r >= 0.9, "put_from + get_into"))
+    else:
+        out.append(target("Mooncake put+get >= 0.9x raw C API", "not measured", None,
+                          note=runs.get("mooncake_bench", {}).get("reason", "")))
+    return out
+
+
+def beat_baselines(runs):
+    """SHM copy path against every transport baseline, size by size: throughput and latency."""
+    out = []
+    shm = shm_sizes(runs)
+    for name, label in BASELINES:
+        stream, pp = baseline_rows(runs, name, "stream"), baseline_rows(runs, name, "pingpong")
+        for size, s in sorted(shm.items()):
+            if size in stream and stream[size]["gbps"] > 0:
+                r = s["copy_gbps"] / stream[size]["gbps"]
+                out.append({"baseline": label, "size": size, "metric": "throughput",
+                            "omniconn": f"{s['copy_gbps']:.3f} GB/s",
+                            "baseline_value": f"{stream[size]['gbps']:.3f} GB/s",
+                            "ratio": r, "verdict": "PASS" if r > 1 else "MISS"})
+            if size in pp and s["copy_latency"]["p50_us"] > 0:
+                r = pp[size]["p50_us"] / s["copy_latency"]["p50_us"]
+                out.append({"baseline": label, "size": size, "metric": "latency p50",
+                            "omniconn": f"{s['copy_latency']['p50_us']:.2f} us",
+                            "baseline_value": f"{pp[size]['p50_us']:.2f} us",
+                            "ratio": r, "verdict": "PASS" if r > 1 else "MISS"})
+    py = data(runs, "python_bench")
+    if py:
+        base = {r["bytes"]: r for r in py["rows"] if r["kind"] == "vllm-omni method"}
+        for r in py["rows"]:
+            if r["kind"] == "omniconn put" and r["bytes"] in base:
+                ratio = r["speedup_vs_vllm_omni"]
+                out.append({"baseline": "vllm-omni method (Python)", "size": r["bytes"],
+                            "metric": "round trip p50",
+                            "omniconn": f"{r['rt_p50_s'] * 1e3:.3f} ms",
+                            "baseline_value": f"{base[r['bytes']]['rt_p50_s'] * 1e3:.3f} ms",
+                            "ratio": ratio, "verdict": "PASS" if ratio > 1 else "MISS"})
+    return out
+
+
+# ---- Markdown tables -----------------------------------------------------------------------
+
+def md_table(headers, rows):
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def f(x, spec=".2f"):
+    return "–" if x is None else format(x, spec)
+
+
+def tables(results):
+    runs = results["runs"]
+    t = {}
+    t["targets"] = md_table(
+        ["target (DESIGN.md)", "measured", "against", "verdict"],
+        [[x["target"], x["measured"], x["baseline"] or x["note"], x["verdict"]]
+         for x in results["targets"]])
+    beats = results["beat_baselines"]
+    summary = {}
+    for b in beats:
+        key = (b["baseline"], b["metric"])
+        summary.setdefault(key, []).append(b)
+    t["baselines"] = md_table(
+        ["baseline", "metric", "omniconn / baseline, by size", "misses"],
+        [[k[0], k[1], " · ".join(f"{fmt_size(b['size'])} {b['ratio']:.1f}x" for b in v),
+          ", ".join(fmt_size(b["size"]) for b in v if b["verdict"] == "MISS") or "none"]
+         for k, v in summary.items()])
+
+    shm = shm_sizes(runs)
+    mem = baseline_rows(runs, "memcpy", "stream")
+    streams = {n: baseline_rows(runs, n, "stream") for n, _ in BASELINES}
+    pps = {n: baseline_rows(runs, n, "pingpong") for n, _ in BASELINES}
+    sizes = sorted(set(shm) | set(mem))
+
+    def gb(rows, s, key="gbps"):
+        return rows[s][key] if s in rows else None
+
+    t["throughput"] = md_table(
+        ["size", "memcpy", "SHM copy", "SHM / memcpy"] + [l for _, l in BASELINES],
+        [[fmt_size(s), f(gb(mem, s)), f(gb(shm, s, "copy_gbps"), ".3f"),
+          f(gb(shm, s, "copy_gbps") / gb(mem, s)) + "x" if gb(mem, s) and gb(shm, s, "copy_gbps")
+          else "–"] + [f(gb(streams[n], s), ".3f") for n, _ in BASELINES] for s in sizes])
+
+    def lat(s):
+        if s not in shm:
+            return ["–", "–"]
+        c, l = shm[s]["copy_latency"], shm[s]["loan_latency"]
+        return [f"{c['p50_us']:.2f} / {c['p99_us']:.2f} / {c['p999_us']:.2f}",
+                f"{l['p50_us']:.2f} / {l['p99_us']:.2f} / {l['p999_us']:.2f}"]
+
+    t["latency"] = md_table(
+        ["size", "SHM copy p50 / p99 / p99.9", "SHM loan p50 / p99 / p99.9"] +
+        [f"{l} p50" for _, l in BASELINES],
+        [[fmt_size(s)] + lat(s) + [f(gb(pps[n], s, "p50_us")) for n, _ in BASELINES]
+         for s in sorted(shm)])
+    t["cpu"] = md_table(
+        ["size", "SHM copy", "memcpy"] + [l for _, l in BASELINES],
+        [[fmt_size(s), f(gb(shm, s, "copy_cpu_us_per_mib"), ".1f"),
+          f(gb(mem, s, "cpu_us_per_mib"), ".1f")] +
+         [f(gb(streams[n], s, "cpu_us_per_mib"), ".1f") for n, _ in BASELINES] for s in sizes])
+    d = data(runs, "shm_bench") or {}
+    t["scaling"] = md_table(
+        ["payloads in flight", "size", "GB/s", "p50 us", "p99 us"],
+        [[w["window"], fmt_size(w["size"]), f"{w['gbps']:.3f}", f"{w['latency']['p50_us']:.2f}",
+          f"{w['latency']['p99_us']:.2f}"] for w in d.get("window", [])])
+    t["fanout"] = md_table(
+        ["consumers", "size", "aggregate GB/s", "per consumer GB/s"],
+        [[x["consumers"], fmt_size(x["size"]), f"{x['aggregate_gbps']:.3f}",
+          f"{x['aggregate_gbps'] / x['consumers']:.3f}"] for x in d.get("fanout", [])])
+    m = d.get("memory", {})
+    t["memory"] = md_table(
+        ["producer peak RSS", "consumer peak RSS", "arena peak in use", "arena size"],
+        [[f"{m.get('producer_peak_rss_kb', 0) / 1024:.1f} MiB",
+          f"{m.get('consumer_peak_rss_kb', 0) / 1024:.1f} MiB",
+          f"{m.get('arena_peak_bytes', 0) / MiB:.1f} MiB",
+          f"{m.get('arena_capacity_bytes', 0) / MiB:.1f} MiB"]] if m else [])
+    py = data(runs, "python_bench")
+    t["python"] = md_table(
+        ["size", "kind", "round trip p50 ms", "p99 ms", "get p50 us", "GB/s", "vs vllm-omni"],
+        [[fmt_size(r["bytes"]), r["kind"], f"{r['rt_p50_s'] * 1e3:.3f}",
+          f"{r['rt_p99_s'] * 1e3:.3f}", f"{r['get_p50_s'] * 1e6:.1f}", f"{r['gbps']:.2f}",
+          f"{r['speedup_vs_vllm_omni']:.1f}x"] for r in (py or {}).get("rows", [])])
+    mc = data(runs, "mooncake_bench")
+    t["mooncake"] = md_table(
+        ["size", "path", "store ms", "fetch ms", "total ms", "vs raw"],
+        [[fmt_size(r["bytes"]), r["path"], f"{r['store_ms']:.3f}", f"{r['fetch_ms']:.3f}",
+          f"{r['total_ms']:.3f}", f"{r['ratio_vs_raw']:.2f}x"] for r in (mc or {}).get("rows", [])]
+    ) if mc else "Not measured in this run: " + runs.get("mooncake_bench", {}).get(
+        "reason", "mooncake_bench did not run") + "."
+    t["run"] = run_summary(results)
+    return t
+
+
+def run_summary(results):
+    rows = []
+    for name, r in results["runs"].items():
+        rows.append([name, r["what"], r["status"], r.get("seconds", "–"), r.get("reason", "")])
+    head = (f"Run of {results['date']} on {results['machine']['cpu']} "
+            f"({results['machine']['cpus']} CPUs, kernel {results['machine']['kernel']}); "
+            f"load average {results['load_average_start']} at the start, "
+            f"{results['load_average_end']} at the end; {results['seconds']:.0f} s in all.\n\n")
+    return head + md_table(["program", "what", "status", "seconds", "note"], rows)
+
+
+def update_docs(doc_path, generated):
+    text = doc_path.read_text()
+    missing = []
+    for name, body in generated.items():
+        pat = re.compile(rf"(<!-- BEGIN GENERATED {name} -->\n).*?(<!-- END GENERATED {name} -->)",
+                         re.S)
+        if not pat.search(text):
+            missing.append(name)
+            continue
+        text = pat.sub(lambda m: m.group(1) + body + "\n" + m.group(2), text)
+    doc_path.write_text(text)
+    return missing
+
+
+# ---- Plots ---------------------------------------------------------------------------------
+
+def plots(results, out):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("plots: skipped (python3-matplotlib not installed: apt-get install "
+              "python3-matplotlib)")
+        return []
+    runs = results["runs"]
+    shm = shm_sizes(runs)
+    written = []
+
+    def series(ax, rows, key, label, style="-o"):
+        pts = sorted((s, r[key]) for s, r in rows.items() if r.get(key))
+        if pts:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=label, markersize=4)
+
+    def finish(fig, ax, name, ylabel, title):
+        ax.set_xscale("log", base=2)
+        xs = sorted({x for line in ax.get_lines() for x in line.get_xdata()})
+        ax.set_xticks(xs, [fmt_size(int(x)).replace(" ", "\n") for x in xs], fontsize=8)
+        ax.minorticks_off()
+        ax.set_yscale("log")
+        ax.set_xlabel("payload size (bytes)")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=110)
+        plt.close(fig)
+        written.append(name)
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    series(ax, baseline_rows(runs, "memcpy", "stream"), "gbps", "warm memcpy (limit)", "k--")
+    series(ax, shm, "copy_gbps", "omniconn SHM copy path", "-o")
+    for name, label in BASELINES:
+        series(ax, baseline_rows(runs, name, "stream"), "gbps", label, "-s")
+    mc = data(runs, "mooncake_bench")
+    if mc:
+        for path in ("omniconn loan", "raw C API"):
+            rows = {r["bytes"]: {"g": r["bytes"] / r["total_ms"] / 1e6} for r in mc["rows"]
+                    if r["path"] == path}
+            series(ax, rows, "g", f"Mooncake {path} (put+get)", ":^")
+    py = data(runs, "python_bench")
+    if py:
+        for kind in ("omniconn put", "vllm-omni method"):
+            rows = {r["bytes"]: r for r in py["rows"] if r["kind"] == kind}
+            series(ax, rows, "gbps", f"Python {kind} (round trip)", "--x")
+    finish(fig, ax, "throughput.png", "GB/s (1e9 B/s)",
+           "Throughput, producer -> consumer (streaming; Python and Mooncake: one at a time)")
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    series(ax, {s: r["copy_latency"] for s, r in shm.items()}, "p50_us", "omniconn SHM copy p50")
+    series(ax, {s: r["loan_latency"] for s, r in shm.items()}, "p50_us", "omniconn SHM loan p50")
+    series(ax, {s: r["loan_latency"] for s, r in shm.items()}, "p99_us", "omniconn SHM loan p99",
+           "--o")
+    for name, label in BASELINES:
+        series(ax, baseline_rows(runs, name, "pingpong"), "p50_us", f"{label} p50", "-s")
+    finish(fig, ax, "latency.png", "one-way latency (us)", "Latency, one payload in flight")
+
+    d = data(runs, "shm_bench") or {}
+    if d.get("window") or d.get("fanout"):
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+        w = d.get("window", [])
+        a1.plot([x["window"] for x in w], [x["gbps"] for x in w], "-o")
+        a1.set_xscale("log", base=2)
+        a1.set_xlabel("payloads in flight")
+        a1.set_ylabel("GB/s")
+        a1.set_title(f"Concurrent requests ({fmt_size(w[0]['size']) if w else ''})")
+        a1.grid(True, alpha=0.3)
+        fo = d.get("fanout", [])
+        a2.plot([x["consumers"] for x in fo], [x["aggregate_gbps"] for x in fo], "-o",
+                label="aggregate")
+        a2.plot([x["consumers"] for x in fo],
+                [x["aggregate_gbps"] / x["consumers"] for x in fo], "-s", label="per consumer")
+        a2.set_xlabel("consumer processes")
+        a2.set_ylabel("GB/s")
+        a2.set_title("Fan-out")
+        a2.legend(fontsize=8)
+        a2.grid(True, alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(out / "scaling.png", dpi=110)
+        plt.close(fig)
+        written.append("scaling.png")
+    return written
+
+
+# ---- Main ----------------------------------------------------------------------------------
+
+def machine():
+    cpu = platform.processor() or "?"
+    try:
+        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cpus": os.cpu_count(), "kernel": platform.release()}
+
+
+def print_verdicts(results):
+    print("\n== targets (DESIGN.md)")
+    for x in results["targets"]:
+        print(f"   [{x['verdict']:>4}] {x['target']}: {x['measured']}"
+              + (f" ({x['baseline']})" if x["baseline"] else ""))
+    misses = [b for b in results["beat_baselines"] if b["verdict"] == "MISS"]
+    print(f"== omniconn against the baselines: {len(results['beat_baselines']) - len(misses)} "
+          f"of {len(results['beat_baselines'])} comparisons won")
+    for b in misses:
+        print(f"   [MISS] {b['baseline']} {fmt_size(b['size'])} {b['metric']}: omniconn "
+              f"{b['omniconn']} vs {b['baseline_value']} ({b['ratio']:.2f}x)")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog=__doc__.split("\n\n", 1)[1])
+    ap.add_argument("--build-dir", default=str(ROOT / "build"),
+                    help="where the benchmarks were built (default: build)")
+    ap.add_argument("--out", default=str(ROOT / "docs/bench"),
+                    help="directory for results.json, the logs and the plots (default docs/bench)")
+    ap.add_argument("--docs", default=str(ROOT / "docs/benchmarks.md"),
+                    help="markdown file whose generated tables are rewritten")
+    ap.add_argument("--no-docs", action="store_true", help="do not touch the markdown file")
+    ap.add_argument("--quick", action="store_true",
+                    help="fewer sizes and shorter runs (a smoke test, ~2 minutes; figures rough)")
+    ap.add_argument("--only", help="comma-separated program names to run (default: all)")
+    args = ap.parse_args()
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    todo = steps(args)
+    if args.only:
+        names = set(args.only.split(","))
+        unknown = names - {s[0] for s in todo}
+        if unknown:
+            ap.error(f"unknown program(s) {', '.join(sorted(unknown))}; "
+                     f"known: {', '.join(s[0] for s in todo)}")
+        todo = [s for s in todo if s[0] in names]
+
+    t0 = time.monotonic()
+    results = {"date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+               "machine": machine(), "quick": args.quick, "load_average_start": load_average(),
+               "runs": {}}
+    for name, what, argv, env, timeout in todo:
+        results["runs"][name] = run_step(name, what, argv, env, timeout, out)
+    results["load_average_end"] = load_average()
+    results["seconds"] = time.monotonic() - t0
+    results["targets"] = design_targets(results["runs"])
+    results["beat_baselines"] = beat_baselines(results["runs"])
+    (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    written = plots(results, out)
+    print_verdicts(results)
+    print(f"\nresults: {out / 'results.json'}; plots: {', '.join(written) or 'none'}")
+    if not args.no_docs:
+        missing = update_docs(pathlib.Path(args.docs), tables(results))
+        print(f"docs: regenerated the tables in {args.docs}"
+              + (f" (no markers for: {', '.join(missing)})" if missing else ""))
+    failed = [n for n, r in results["runs"].items() if r["status"] == "failed"]
+    print(f"bench: {len(todo)} programs in {results['seconds']:.0f} s; "
+          + (f"FAILED: {', '.join(failed)}" if failed else "all ran"))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
