@@ -8,6 +8,8 @@
 //   copy latency  stamp t0 -> send(builder) | recv returns -> t1, ping-pong (64 B: inline).
 //   loan    loan -> write in place -> stamp t0 -> send_loan | recv returns -> t1, ping-pong.
 // and at one size:
+//   dirty   the 64 B loan handoff after the producer wrote N bytes elsewhere (N = each size
+//           from 1 MiB): what the caches, not the payload, add to a large payload's handoff.
 //   window  up to W payloads unacknowledged (W = 1, 4, 16, 64: concurrent requests).
 //   fanout  every payload sent to K consumer processes (K = 1..4), one edge each.
 // then the peak memory of both processes and of the producer's arena.
@@ -43,6 +45,7 @@ constexpr uint64_t kBytesPerPhase = uint64_t{4} << 30;
 constexpr char kDefaultSizes[] = "64,4K,64K,1M,16M,64M,256M";
 constexpr uint64_t kWindows[] = {1, 4, 16, 64};
 constexpr uint64_t kMaxFanout = 4;
+constexpr uint64_t kRounds = 5;  // copy-stream rounds, each after a memcpy burst
 
 struct Options {
   std::vector<size_t> sizes;
@@ -67,6 +70,8 @@ void print_help(const char* argv0) {
       "          and CPU time of both processes per MiB; then one-way latency p50/p99/p99.9,\n"
       "          ping-pong (64 B payloads travel inline)\n"
       "  loan    loan -> write in place -> send_loan -> recv: one-way latency, ping-pong\n"
+      "  dirty   the 64 B loan handoff after the producer wrote N bytes elsewhere (N = each\n"
+      "          size from 1 MiB): the caches' share of a large payload's handoff\n"
       "  window  --scale-size payloads with up to 1/4/16/64 unacknowledged: GB/s and latency\n"
       "  fanout  --scale-size payloads sent to 1..4 consumer processes: aggregate GB/s\n"
       "  memory  peak RSS of producer and consumer, peak bytes in use in the producer's arena\n"
@@ -159,22 +164,34 @@ void* copy_bytes(void* dst, const void* src, size_t n) {
   return std::memcpy(dst, src, n);
 }
 
-Result<MemcpyResult> measure_memcpy(size_t size) {
-  AlignedBuffer src(size, 1);
-  AlignedBuffer dst(size, 2);
-  if (!src.ok() || !dst.ok()) return Status::ResourceExhausted("memcpy baseline: out of memory");
-  const uint64_t inner = std::max<uint64_t>(2, (256 * kMiB) / size);
-  // Called through a volatile pointer so the copies are not optimised away.
-  void* (*volatile copy_fn)(void*, const void*, size_t) = copy_bytes;
-  std::vector<double> rates;
-  for (int rep = 0; rep < 8; ++rep) {  // rep 0 warms caches and TLB, untimed
-    const int64_t start = now_ns();
-    for (uint64_t i = 0; i < inner; ++i) copy_fn(dst.data(), src.data(), size);
-    const int64_t elapsed = now_ns() - start;
-    if (rep > 0) rates.push_back(gb_per_s(static_cast<double>(size * inner), elapsed));
+// Warm single-thread memcpy of `size` bytes between two pre-faulted buffers, measured in short
+// bursts between the rounds of the copy stream (this VM's memory bandwidth drifts by 2x over
+// minutes, so a ratio needs both sides measured side by side).
+class MemcpyBench {
+ public:
+  explicit MemcpyBench(size_t size) : size_(size), src_(size, 1), dst_(size, 2) {}
+  bool ok() const { return src_.ok() && dst_.ok(); }
+
+  // One burst: an untimed warm-up pass, then the median of three passes of >= 128 MiB each.
+  double burst() {
+    const uint64_t inner = std::max<uint64_t>(2, (128 * kMiB) / size_);
+    // Called through a volatile pointer so the copies are not optimised away.
+    void* (*volatile copy_fn)(void*, const void*, size_t) = copy_bytes;
+    std::vector<double> rates;
+    for (int rep = 0; rep < 4; ++rep) {
+      const int64_t start = now_ns();
+      for (uint64_t i = 0; i < inner; ++i) copy_fn(dst_.data(), src_.data(), size_);
+      const int64_t elapsed = now_ns() - start;
+      if (rep > 0) rates.push_back(gb_per_s(static_cast<double>(size_ * inner), elapsed));
+    }
+    return median(rates);
   }
-  return MemcpyResult{*std::max_element(rates.begin(), rates.end()), median(rates)};
-}
+
+ private:
+  size_t size_;
+  AlignedBuffer src_;
+  AlignedBuffer dst_;
+};
 
 // ---- Producer (child process) --------------------------------------------------------------
 
@@ -216,7 +233,8 @@ class Producer {
   Status run(const std::string& name, size_t size, uint64_t count, uint64_t arg) {
     if (name == "copy") return copy(size, count);
     if (name == "copy_pp") return copy_ping_pong(size, count);
-    if (name == "loan") return loan(size, count);
+    if (name == "loan") return loan(size, count, 0);
+    if (name == "loan_dirty") return loan(size, count, arg);
     if (name == "window") return window(size, count, arg);
     if (name == "fanout") return fanout(size, count, arg);
     return Status::InvalidArgument("unknown command '" + name + "' from the consumer");
@@ -266,9 +284,10 @@ class Producer {
 
   // Stamps t0 into the source, then send: the latency includes the one copy.
   Status send_stamped(const omniconn::PayloadBuilder& builder, size_t size, uint64_t i) {
+    const PayloadKey key = data_key("stamped", size, i);  // made before the stamp
     const int64_t t0 = now_ns();
     std::memcpy(source_->data(), &t0, 8);
-    return send_to(data_key("stamped", size, i), builder).WithContext("send");
+    return send_to(key, builder).WithContext("send");
   }
 
   Status copy_ping_pong(size_t size, uint64_t count) {
@@ -315,7 +334,10 @@ class Producer {
     return Status::Ok();
   }
 
-  Status send_loaned(const omniconn::PayloadBuilder& builder, size_t size, uint64_t i) {
+  // `dirty` > 0: after the fill, also write that many bytes elsewhere (a scratch buffer), so
+  // that a small payload's handoff starts with the caches of a large one.
+  Status send_loaned(const omniconn::PayloadBuilder& builder, size_t size, uint64_t i,
+                     size_t dirty = 0) {
     const PayloadKey key = data_key("loan", size, i);
     const Deadline deadline = omniconn::deadline_in(kOpTimeout);
     OMNICONN_ASSIGN_OR_RETURN(omniconn::Loan loan, conn_.loan(builder.encoded_size(), deadline));
@@ -323,19 +345,24 @@ class Producer {
     OMNICONN_ASSIGN_OR_RETURN(std::span<std::byte> data,
                               omniconn::mutable_tensor_data(loan.bytes(), 0));
     std::memset(data.data(), static_cast<int>(i & 0xff), data.size());
+    if (dirty > 0) {
+      if (!scratch_ || scratch_->size() != dirty) scratch_ = std::make_unique<AlignedBuffer>(dirty);
+      if (!scratch_->ok()) return Status::ResourceExhausted("scratch buffer: out of memory");
+      std::memset(scratch_->data(), static_cast<int>(i & 0xff), dirty);
+    }
     const int64_t t0 = now_ns();
     std::memcpy(data.data(), &t0, 8);
     OMNICONN_RETURN_IF_ERROR(omniconn::finish_payload(loan.bytes()));
     return conn_.send_loan(std::move(loan), key, deadline);
   }
 
-  Status loan(size_t size, uint64_t count) {
+  Status loan(size_t size, uint64_t count, size_t dirty) {
     omniconn::PayloadBuilder builder;
     OMNICONN_RETURN_IF_ERROR(
         builder.add_tensor("data", omniconn::DType::kU8, {static_cast<int64_t>(size)}));
     for (uint64_t i = 0; i < count; ++i) {
       if (i > 0) OMNICONN_RETURN_IF_ERROR(wait_ack());
-      OMNICONN_RETURN_IF_ERROR(send_loaned(builder, size, i).WithContext("loan send"));
+      OMNICONN_RETURN_IF_ERROR(send_loaned(builder, size, i, dirty).WithContext("loan send"));
       sample_arena();
     }
     return Status::Ok();
@@ -354,6 +381,7 @@ class Producer {
 
   Connector& conn_;
   std::unique_ptr<AlignedBuffer> source_;
+  std::unique_ptr<AlignedBuffer> scratch_;
   uint64_t arena_peak_ = 0;
 };
 
@@ -392,6 +420,7 @@ struct SizeResult {
   MemcpyResult memcpy_rate;
   uint64_t copy_count = 0;
   double copy_gbps = 0;
+  double copy_ratio = 0;           // median over the rounds of copy / memcpy
   double copy_cpu_us_per_mib = 0;  // producer + consumer
   LatencyStats copy_latency;
   LatencyStats loan;
@@ -419,8 +448,15 @@ struct MemoryResult {
   uint64_t arena_capacity_bytes = 0;
 };
 
+// The loan handoff of a 64 B payload after the producer wrote `dirty` bytes elsewhere.
+struct DirtyResult {
+  size_t dirty = 0;
+  LatencyStats loan;
+};
+
 struct Report {
   std::vector<SizeResult> sizes;
+  std::vector<DirtyResult> dirty;
   std::vector<WindowResult> windows;
   std::vector<FanoutResult> fanouts;
   MemoryResult memory;
@@ -452,28 +488,44 @@ class Consumer {
     return Status::Ok();
   }
 
-  // Streaming. The warm-up is a stream of its own, so that nothing is queued (written
-  // ahead, e.g. while the reader maps the arena) when the timed stream starts.
+  // Streaming, in rounds that alternate with bursts of the memcpy baseline. The warm-up is a
+  // stream of its own, so that nothing is queued (written ahead, e.g. while the reader maps
+  // the arena) when the timed rounds start. Rates are medians over the rounds.
   Status copy_stream(size_t size, const Plan& plan, SizeResult* r) {
     OMNICONN_RETURN_IF_ERROR(stream("copy", size, plan.warmup));
-    const int64_t cpu0 = process_cpu_ns(0) + process_cpu_ns(producer_.pid());
-    const int64_t start = now_ns();
-    OMNICONN_RETURN_IF_ERROR(stream("copy", size, plan.measured));
-    const int64_t elapsed = now_ns() - start;
-    const int64_t cpu = process_cpu_ns(0) + process_cpu_ns(producer_.pid()) - cpu0;
+    MemcpyBench baseline(size);
+    if (!baseline.ok()) return Status::ResourceExhausted("memcpy baseline: out of memory");
+    const uint64_t rounds = std::min<uint64_t>(kRounds, plan.measured);
+    std::vector<double> copy_rates, memcpy_rates, ratios;
+    int64_t cpu = 0;
+    for (uint64_t k = 0; k < rounds; ++k) {
+      const uint64_t n = plan.measured / rounds + (k < plan.measured % rounds ? 1 : 0);
+      memcpy_rates.push_back(baseline.burst());
+      const int64_t cpu0 = process_cpu_ns(0) + process_cpu_ns(producer_.pid());
+      const int64_t start = now_ns();
+      OMNICONN_RETURN_IF_ERROR(stream("copy", size, n));
+      const int64_t elapsed = now_ns() - start;
+      cpu += process_cpu_ns(0) + process_cpu_ns(producer_.pid()) - cpu0;
+      copy_rates.push_back(gb_per_s(static_cast<double>(size) * static_cast<double>(n), elapsed));
+      ratios.push_back(copy_rates.back() / memcpy_rates.back());
+    }
     const double bytes = static_cast<double>(size) * static_cast<double>(plan.measured);
     r->copy_count = plan.measured;
-    r->copy_gbps = gb_per_s(bytes, elapsed);
+    r->copy_gbps = median(copy_rates);
+    r->copy_ratio = median(ratios);
+    r->memcpy_rate = {*std::max_element(memcpy_rates.begin(), memcpy_rates.end()),
+                      median(memcpy_rates)};
     r->copy_cpu_us_per_mib = static_cast<double>(cpu) / 1e3 / mib(bytes);
     return Status::Ok();
   }
 
   // Ping-pong: one payload in flight; latency = recv returned - stamp before send.
-  Result<LatencyStats> ping_pong(const char* name, size_t size, const Plan& plan) {
-    OMNICONN_RETURN_IF_ERROR(command(name, size, plan.total()));
+  Result<LatencyStats> ping_pong(const char* name, size_t size, const Plan& plan,
+                                 uint64_t arg = 1) {
+    OMNICONN_RETURN_IF_ERROR(command(name, size, plan.total(), arg));
     std::vector<int64_t> samples;
     samples.reserve(plan.measured);
-    const bool filled = std::string_view(name) == "loan" && size > 8;
+    const bool filled = std::string_view(name).starts_with("loan") && size > 8;
     for (uint64_t i = 0; i < plan.total(); ++i) {
       OMNICONN_ASSIGN_OR_RETURN(int64_t latency, take_stamped(size, i, filled));
       if (i >= plan.warmup) samples.push_back(latency);
@@ -597,7 +649,7 @@ struct Target {
 };
 
 double copy_ratio(const SizeResult& r) {
-  return r.memcpy_rate.median_gbps > 0 ? r.copy_gbps / r.memcpy_rate.median_gbps : 0;
+  return r.copy_ratio;
 }
 
 std::vector<Target> check_targets(const std::vector<SizeResult>& results,
@@ -651,6 +703,16 @@ void print_sizes(const std::vector<SizeResult>& results) {
   table.print(stdout);
 }
 
+void print_dirty(const Report& report) {
+  if (report.dirty.empty()) return;
+  Table table({"64 B loan after writing", "p50 us", "p99 us", "p99.9 us", "n"});
+  for (const auto& d : report.dirty) {
+    table.add_row({format_size(d.dirty), strf("%.2f", d.loan.p50_us), strf("%.2f", d.loan.p99_us),
+                   strf("%.2f", d.loan.p999_us), strf("%zu", d.loan.count)});
+  }
+  table.print(stdout);
+}
+
 void print_scaling(const Report& report) {
   if (!report.windows.empty()) {
     Table table({"in flight", "size", "GB/s", "payloads/s", "p50 us", "p99 us", "n"});
@@ -680,6 +742,7 @@ void print_report(const Options& opts, const Report& report, const std::vector<T
       "(64 B payloads travel inline; copy latency = send incl. its copy -> recv, reader "
       "spin_us %llu)\n",
       static_cast<unsigned long long>(opts.spin_us));
+  print_dirty(report);
   print_scaling(report);
   const MemoryResult& m = report.memory;
   std::printf(
@@ -721,6 +784,10 @@ nlohmann::json report_json(const Options& opts, const Report& report,
                             {"copy_latency", latency_json(r.copy_latency)},
                             {"loan_latency", latency_json(r.loan)}});
   }
+  for (const auto& d : report.dirty) {
+    doc["loan_after_dirty"].push_back(
+        {{"dirty_bytes", d.dirty}, {"size", kInlineSize}, {"latency", latency_json(d.loan)}});
+  }
   for (const auto& w : report.windows) {
     doc["window"].push_back({{"window", w.window},
                              {"size", w.size},
@@ -757,16 +824,30 @@ Status write_json(const std::string& path, const nlohmann::json& doc) {
 
 // ---- Main flow -----------------------------------------------------------------------------
 
-Result<SizeResult> bench_size(Consumer& consumer, const Options& opts, size_t size,
-                              const MemcpyResult& baseline) {
+Result<SizeResult> bench_size(Consumer& consumer, const Options& opts, size_t size) {
   SizeResult r;
   r.size = size;
-  r.memcpy_rate = baseline;
   OMNICONN_RETURN_IF_ERROR(consumer.copy_stream(size, plan_for(opts, size, 16, 100000), &r));
   const Plan latency_plan = plan_for(opts, size, 100, size <= kInlineSize ? 100000 : 20000);
   OMNICONN_ASSIGN_OR_RETURN(r.copy_latency, consumer.ping_pong("copy_pp", size, latency_plan));
   OMNICONN_ASSIGN_OR_RETURN(r.loan, consumer.ping_pong("loan", size, latency_plan));
   return r;
+}
+
+// Is the handoff's growth with size the payload's doing, or the caches'? The same 64 B
+// handoff, after the producer wrote as many bytes as a large payload into a scratch buffer.
+Status bench_dirty(Consumer& consumer, const Options& opts, Report* report) {
+  for (size_t dirty : opts.sizes) {
+    if (dirty < kMiB) continue;
+    Plan plan;
+    plan.measured =
+        opts.iters > 0 ? opts.iters : std::clamp<uint64_t>(kBytesPerPhase / 4 / dirty, 50, 2000);
+    plan.warmup = 5;
+    auto lat = consumer.ping_pong("loan_dirty", kInlineSize, plan, dirty);
+    if (!lat.ok()) return lat.status().WithContext("loan after " + format_size(dirty) + " written");
+    report->dirty.push_back({dirty, *lat});
+  }
+  return Status::Ok();
 }
 
 Status bench_scaling(const char* argv0, const Options& opts, Connector& conn, Consumer& consumer,
@@ -788,11 +869,6 @@ Status bench_scaling(const char* argv0, const Options& opts, Connector& conn, Co
 }
 
 Status run_consumer(const char* argv0, const Options& opts) {
-  std::vector<MemcpyResult> baselines;
-  for (size_t size : opts.sizes) {
-    OMNICONN_ASSIGN_OR_RETURN(MemcpyResult m, measure_memcpy(size));
-    baselines.push_back(m);
-  }
   OMNICONN_ASSIGN_OR_RETURN(
       auto producer,
       ChildProcess::spawn_self(
@@ -810,10 +886,11 @@ Status run_consumer(const char* argv0, const Options& opts) {
   Consumer consumer(*conn, *producer);
   Report report;
   for (size_t i = 0; i < opts.sizes.size(); ++i) {
-    auto r = bench_size(consumer, opts, opts.sizes[i], baselines[i]);
+    auto r = bench_size(consumer, opts, opts.sizes[i]);
     if (!r.ok()) return r.status().WithContext("size " + format_size(opts.sizes[i]));
     report.sizes.push_back(*r);
   }
+  OMNICONN_RETURN_IF_ERROR(bench_dirty(consumer, opts, &report));
   OMNICONN_RETURN_IF_ERROR(bench_scaling(argv0, opts, *conn, consumer, &report));
   OMNICONN_ASSIGN_OR_RETURN(report.memory, consumer.memory());
   OMNICONN_RETURN_IF_ERROR(consumer.command("quit", kMinSize, 0));

@@ -42,6 +42,7 @@ Result<std::unique_ptr<EdgeSender>> EdgeSender::create(ShmWriter& writer, const 
   s->ring_->capacity = static_cast<uint32_t>(options.ring_bytes);
   s->ring_->producer_id = writer.producer_id();
   s->data_ = s->map_.data() + kRingDataOffset;
+  s->spin_us_ = options.spin_us;
   Status st = writer.serve_edge(edge_socket_name(options.name_space, from, to), s->fd_.get());
   if (st.code() == StatusCode::kUnavailable && st.message() == "address in use") {
     return Status::Unavailable("another process already writes on edge " + s->edge_ +
@@ -97,6 +98,17 @@ uint64_t append_ring_record(std::byte* data, uint64_t cap, uint64_t head,
   return head + need;
 }
 
+bool EdgeSender::spin_for_space(uint64_t head, uint64_t required, Deadline deadline) const {
+  const uint64_t cap = ring_->capacity;
+  const auto end = std::min(deadline, Clock::now() + std::chrono::microseconds(spin_us_));
+  do {
+    for (int i = 0; i < 64; ++i) {
+      if (cap - (head - ring_->tail.load(std::memory_order_acquire)) >= required) return true;
+    }
+  } while (Clock::now() < end);
+  return false;
+}
+
 Status EdgeSender::write(std::span<const std::byte> body, Deadline deadline) {
   std::lock_guard lock(mu_);
   const uint64_t cap = ring_->capacity;
@@ -105,12 +117,17 @@ Status EdgeSender::write(std::span<const std::byte> body, Deadline deadline) {
   }
   uint64_t head = ring_->head.load(std::memory_order_relaxed);
   const uint64_t required = ring_space_needed(cap, head, body.size());
+  bool spun = false;
   for (;;) {
     uint64_t tail = ring_->tail.load(std::memory_order_acquire);
     if (cap - (head - tail) >= required) break;
     if (Clock::now() >= deadline) {
       return Status::ResourceExhausted("control ring of edge " + edge_ +
                                        " is full: its reader is not keeping up");
+    }
+    if (!spun) {
+      spun = true;
+      if (spin_for_space(head, required, deadline)) continue;
     }
     ring_->writer_waiting.store(1, std::memory_order_seq_cst);
     uint32_t seq = ring_->tail_seq.load(std::memory_order_seq_cst);
