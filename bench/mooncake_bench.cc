@@ -256,8 +256,8 @@ int run(const std::vector<size_t>& sizes, int iters, const std::string& json_pat
 
   std::printf("MooncakeConnector vs the raw Store C API, TCP on loopback, load %s\n",
               load_average().c_str());
-  std::printf("%8s  %-14s %10s %10s %10s %8s %12s\n", "size", "path", "store ms", "fetch ms",
-              "total ms", "GB/s", "vs raw");
+  std::printf("%8s  %-14s %10s %10s %10s %8s %12s %9s %9s\n", "size", "path", "store ms",
+              "fetch ms", "total ms", "GB/s", "vs raw", "p99 ms", "p99.9 ms");
   json rows = json::array();
   bool ok = true;
   int round = 0;
@@ -286,13 +286,23 @@ int run(const std::vector<size_t>& sizes, int iters, const std::string& json_pat
     for (const char* path : {"raw C API", "omniconn loan", "omniconn put"}) {
       double st = median_ms(t[path].first), fe = median_ms(t[path].second), total = st + fe;
       double ratio = raw_total / total;
-      std::printf("%8s  %-14s %10.3f %10.3f %10.3f %8.2f %11.2fx\n", format_size(n).c_str(), path,
-                  st, fe, total, static_cast<double>(n) / (total * 1e6), ratio);
+      // Tail of store + fetch, round by round (nearest rank over `iters` rounds).
+      std::vector<int64_t> totals;
+      for (size_t k = 0; k < t[path].first.size(); ++k) {
+        totals.push_back(t[path].first[k] + t[path].second[k]);
+      }
+      const LatencyStats tail = summarize_ns(totals);
+      std::printf("%8s  %-14s %10.3f %10.3f %10.3f %8.2f %11.2fx %9.3f %9.3f\n",
+                  format_size(n).c_str(), path, st, fe, total,
+                  static_cast<double>(n) / (total * 1e6), ratio, tail.p99_us / 1e3,
+                  tail.p999_us / 1e3);
       rows.push_back({{"bytes", n},
                       {"path", path},
                       {"store_ms", st},
                       {"fetch_ms", fe},
                       {"total_ms", total},
+                      {"total_p99_ms", tail.p99_us / 1e3},
+                      {"total_p999_ms", tail.p999_us / 1e3},
                       {"ratio_vs_raw", ratio},
                       {"iters", iters}});
     }

@@ -58,7 +58,7 @@ def steps(args):
     pyenv = {"PYTHONPATH": str(b / "python")}
     base = b / "bench" / "baselines"
     mc_sizes = "64K,1M,16M" if args.quick else "64,64K,1M,16M,64M,256M"
-    mc_iters = "4" if args.quick else "10"
+    mc_iters = "4" if args.quick else "20"
     shm_extra = ["--iters=200", "--scale-size=1M"] if args.quick else []
     return [
         ("memcpy", "warm memcpy in one process (the limit)",
@@ -329,15 +329,18 @@ def tables(results):
           f"{m.get('arena_capacity_bytes', 0) / MiB:.1f} MiB"]] if m else [])
     py = data(runs, "python_bench")
     t["python"] = md_table(
-        ["size", "kind", "round trip p50 ms", "p99 ms", "get p50 us", "GB/s", "vs vllm-omni"],
-        [[fmt_size(r["bytes"]), r["kind"], f"{r['rt_p50_s'] * 1e3:.3f}",
-          f"{r['rt_p99_s'] * 1e3:.3f}", f"{r['get_p50_s'] * 1e6:.1f}", f"{r['gbps']:.2f}",
+        ["size", "kind", "n", "round trip p50 ms", "p99 ms", "p99.9 ms", "get p50 us", "GB/s",
+         "vs vllm-omni"],
+        [[fmt_size(r["bytes"]), r["kind"], r["iters"], f"{r['rt_p50_s'] * 1e3:.3f}",
+          f"{r['rt_p99_s'] * 1e3:.3f}", f(r.get("rt_p999_s", 0) * 1e3, ".3f"),
+          f"{r['get_p50_s'] * 1e6:.1f}", f"{r['gbps']:.2f}",
           f"{r['speedup_vs_vllm_omni']:.1f}x"] for r in (py or {}).get("rows", [])])
     mc = data(runs, "mooncake_bench")
     t["mooncake"] = md_table(
-        ["size", "path", "store ms", "fetch ms", "total ms", "vs raw"],
+        ["size", "path", "store ms", "fetch ms", "total ms (p50)", "p99", "p99.9", "n", "vs raw"],
         [[fmt_size(r["bytes"]), r["path"], f"{r['store_ms']:.3f}", f"{r['fetch_ms']:.3f}",
-          f"{r['total_ms']:.3f}", f"{r['ratio_vs_raw']:.2f}x"] for r in (mc or {}).get("rows", [])]
+          f"{r['total_ms']:.3f}", f(r.get("total_p99_ms"), ".3f"), f(r.get("total_p999_ms"), ".3f"),
+          r["iters"], f"{r['ratio_vs_raw']:.2f}x"] for r in (mc or {}).get("rows", [])]
     ) if mc else "Not measured in this run: " + runs.get("mooncake_bench", {}).get(
         "reason", "mooncake_bench did not run") + "."
     t["run"] = run_summary(results)
