@@ -1,6 +1,7 @@
-// Helpers shared by shm_bench and omniconn_demo (not part of the library): a self-spawned
-// child process, command-line parsing, size parsing/printing, percentiles, a text table, and a
-// small control protocol (field-only payloads) between the two processes of a run.
+// Helpers shared by shm_bench, mooncake_bench and omniconn_demo (not part of the library): a
+// self-spawned child process, command-line parsing, latency summaries, a text table, and a
+// small control protocol (field-only payloads) between the two processes of a run. Time,
+// sizes and percentiles come from bench_util.h, which the baselines share.
 #pragma once
 
 #include <signal.h>
@@ -30,6 +31,7 @@
 #include <utility>
 #include <vector>
 
+#include "bench_util.h"
 #include "omniconn/connector.h"
 #include "omniconn/payload.h"
 #include "omniconn/shm_connector.h"
@@ -43,39 +45,17 @@ using omniconn::Result;
 using omniconn::Status;
 using omniconn::Value;
 
-inline constexpr size_t kKiB = size_t{1} << 10;
-inline constexpr size_t kMiB = size_t{1} << 20;
-inline constexpr size_t kGiB = size_t{1} << 30;
-
-// CLOCK_MONOTONIC in nanoseconds: comparable across processes on one host.
-inline int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
-// printf into a std::string.
-__attribute__((format(printf, 1, 2))) inline std::string strf(const char* format, ...) {
-  va_list args;
-  va_start(args, format);
-  va_list copy;
-  va_copy(copy, args);
-  const int n = std::vsnprintf(nullptr, 0, format, copy);
-  va_end(copy);
-  std::string out(n > 0 ? static_cast<size_t>(n) : 0, '\0');
-  if (n > 0) std::vsnprintf(out.data(), out.size() + 1, format, args);
-  va_end(args);
-  return out;
-}
-
-// CPU time (user + system) of process `pid` (0: this one) in ns; -1 when it cannot be read.
-inline int64_t process_cpu_ns(pid_t pid) {
-  clockid_t clock;
-  if (clock_getcpuclockid(pid, &clock) != 0) return -1;
-  timespec ts{};
-  if (clock_gettime(clock, &ts) != 0) return -1;
-  return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
-}
+using benchutil::format_size;
+using benchutil::gb_per_s;
+using benchutil::kGiB;
+using benchutil::kKiB;
+using benchutil::kMiB;
+using benchutil::load_average;
+using benchutil::median;
+using benchutil::now_ns;
+using benchutil::percentile_sorted;
+using benchutil::process_cpu_ns;
+using benchutil::strf;
 
 // Peak resident set of this process, KiB.
 inline int64_t peak_rss_kb() {
@@ -84,66 +64,18 @@ inline int64_t peak_rss_kb() {
   return usage.ru_maxrss;
 }
 
-// "2.58 3.14 1.95" from /proc/loadavg: a noisy machine explains noisy numbers.
-inline std::string load_average() {
-  FILE* f = std::fopen("/proc/loadavg", "r");
-  if (f == nullptr) return "unknown";
-  double a = 0, b = 0, c = 0;
-  const int n = std::fscanf(f, "%lf %lf %lf", &a, &b, &c);
-  std::fclose(f);
-  return n == 3 ? strf("%.2f %.2f %.2f", a, b, c) : "unknown";
-}
-
 // ---- Sizes ---------------------------------------------------------------------------------
 
-// "64", "64B", "64K", "64KiB", "1M", "16MiB", "1G" (binary units, case-insensitive).
+// benchutil's size parsing, with omniconn's errors.
 inline Result<size_t> parse_size(std::string_view text) {
-  size_t i = 0;
-  uint64_t number = 0;
-  while (i < text.size() && text[i] >= '0' && text[i] <= '9') {
-    if (number > (uint64_t{1} << 40)) return Status::InvalidArgument("size too large");
-    number = number * 10 + static_cast<uint64_t>(text[i] - '0');
-    ++i;
-  }
-  if (i == 0)
-    return Status::InvalidArgument(strf("bad size '%.*s'", int(text.size()), text.data()));
-  std::string unit;
-  for (char c : text.substr(i))
-    unit += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  static const std::map<std::string, uint64_t, std::less<>> kUnits = {
-      {"", 1},       {"b", 1},     {"k", kKiB}, {"kib", kKiB}, {"kb", kKiB}, {"m", kMiB},
-      {"mib", kMiB}, {"mb", kMiB}, {"g", kGiB}, {"gib", kGiB}, {"gb", kGiB}};
-  auto it = kUnits.find(unit);
-  if (it == kUnits.end()) {
-    return Status::InvalidArgument(strf("bad size unit in '%.*s'", int(text.size()), text.data()));
-  }
-  return static_cast<size_t>(number * it->second);
+  if (auto size = benchutil::parse_size(text)) return *size;
+  return Status::InvalidArgument(strf("bad size '%.*s'", int(text.size()), text.data()));
 }
 
-// Comma-separated list of sizes, each at least `min_bytes`.
 inline Result<std::vector<size_t>> parse_size_list(std::string_view text, size_t min_bytes) {
-  std::vector<size_t> sizes;
-  while (!text.empty()) {
-    const size_t comma = text.find(',');
-    const std::string_view item = text.substr(0, comma);
-    OMNICONN_ASSIGN_OR_RETURN(size_t size, parse_size(item));
-    if (size < min_bytes) {
-      return Status::InvalidArgument(
-          strf("size %zu is below the minimum of %zu bytes", size, min_bytes));
-    }
-    sizes.push_back(size);
-    if (comma == std::string_view::npos) break;
-    text.remove_prefix(comma + 1);
-  }
-  if (sizes.empty()) return Status::InvalidArgument("empty size list");
-  return sizes;
-}
-
-inline std::string format_size(size_t bytes) {
-  if (bytes >= kGiB && bytes % kGiB == 0) return strf("%zu GiB", bytes / kGiB);
-  if (bytes >= kMiB && bytes % kMiB == 0) return strf("%zu MiB", bytes / kMiB);
-  if (bytes >= kKiB && bytes % kKiB == 0) return strf("%zu KiB", bytes / kKiB);
-  return strf("%zu B", bytes);
+  std::string error;
+  if (auto sizes = benchutil::parse_size_list(text, min_bytes, &error)) return *sizes;
+  return Status::InvalidArgument(error);
 }
 
 // ---- Statistics ----------------------------------------------------------------------------
@@ -157,14 +89,6 @@ struct LatencyStats {
   double max_us = 0;
   double mean_us = 0;
 };
-
-// Nearest-rank percentile of sorted samples, p in (0, 100].
-inline int64_t percentile_sorted(const std::vector<int64_t>& sorted, double p) {
-  if (sorted.empty()) return 0;
-  const double rank = std::ceil(p / 100.0 * static_cast<double>(sorted.size()));
-  const size_t index = static_cast<size_t>(std::max(1.0, rank)) - 1;
-  return sorted[std::min(index, sorted.size() - 1)];
-}
 
 inline LatencyStats summarize_ns(std::vector<int64_t> samples) {
   LatencyStats stats;
@@ -180,18 +104,6 @@ inline LatencyStats summarize_ns(std::vector<int64_t> samples) {
   stats.max_us = static_cast<double>(samples.back()) / 1e3;
   stats.mean_us = sum / static_cast<double>(samples.size()) / 1e3;
   return stats;
-}
-
-inline double median(std::vector<double> values) {
-  if (values.empty()) return 0;
-  std::sort(values.begin(), values.end());
-  const size_t mid = values.size() / 2;
-  return values.size() % 2 ? values[mid] : (values[mid - 1] + values[mid]) / 2;
-}
-
-// Decimal gigabytes per second.
-inline double gb_per_s(double bytes, int64_t elapsed_ns) {
-  return elapsed_ns > 0 ? bytes / static_cast<double>(elapsed_ns) : 0.0;
 }
 
 // ---- Text table ----------------------------------------------------------------------------

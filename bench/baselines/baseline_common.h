@@ -31,11 +31,21 @@
 
 #include <nlohmann/json.hpp>
 
+#include "../bench_util.h"
+
 namespace baseline {
 
-inline constexpr size_t kKiB = size_t{1} << 10;
-inline constexpr size_t kMiB = size_t{1} << 20;
-inline constexpr size_t kGiB = size_t{1} << 30;
+using benchutil::format_size;
+using benchutil::gb_per_s;
+using benchutil::kGiB;
+using benchutil::kKiB;
+using benchutil::kMiB;
+using benchutil::load_average;
+using benchutil::median;
+using benchutil::now_ns;
+using benchutil::percentile_sorted;
+using benchutil::strf;
+
 inline constexpr size_t kMinSize = 8;             // room for the ping-pong stamp
 inline constexpr int kSocketTimeoutSeconds = 30;  // no read or write waits longer
 inline constexpr uint8_t kFill = 0x5a;            // every source byte (but the stamp)
@@ -49,104 +59,26 @@ struct UsageError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// printf into a std::string.
-__attribute__((format(printf, 1, 2))) inline std::string strf(const char* format, ...) {
-  va_list args;
-  va_start(args, format);
-  va_list copy;
-  va_copy(copy, args);
-  const int n = std::vsnprintf(nullptr, 0, format, copy);
-  va_end(copy);
-  std::string out(n > 0 ? static_cast<size_t>(n) : 0, '\0');
-  if (n > 0) std::vsnprintf(out.data(), out.size() + 1, format, args);
-  va_end(args);
-  return out;
-}
-
 // Error with strerror(errno) appended.
 [[noreturn]] inline void throw_errno(const std::string& what) {
   throw Error(what + ": " + std::strerror(errno));
 }
 
+// `clock` in nanoseconds; throws when it cannot be read.
 inline int64_t clock_ns(clockid_t clock) {
   timespec ts{};
   if (clock_gettime(clock, &ts) != 0) throw_errno("clock_gettime");
   return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
 }
-// CLOCK_MONOTONIC: comparable across processes on one host (and with Python's monotonic_ns).
-inline int64_t now_ns() {
-  return clock_ns(CLOCK_MONOTONIC);
-}
 
-// "2.58 3.14 1.95" from /proc/loadavg: a noisy machine explains noisy numbers.
-inline std::string load_average() {
-  FILE* f = std::fopen("/proc/loadavg", "r");
-  if (f == nullptr) return "unknown";
-  double a = 0, b = 0, c = 0;
-  const int n = std::fscanf(f, "%lf %lf %lf", &a, &b, &c);
-  std::fclose(f);
-  return n == 3 ? strf("%.2f %.2f %.2f", a, b, c) : "unknown";
-}
+// ---- Sizes ---------------------------------------------------------------------------------
+// ---------------------------------------------------------------------
 
-// ---- Sizes, statistics ---------------------------------------------------------------------
-
-// "64", "64B", "4K", "16M", "1G" (binary units, case-insensitive, optional "iB"/"B").
-inline size_t parse_size(std::string_view text) {
-  size_t i = 0;
-  uint64_t number = 0;
-  while (i < text.size() && text[i] >= '0' && text[i] <= '9' && number < (uint64_t{1} << 40)) {
-    number = number * 10 + static_cast<uint64_t>(text[i++] - '0');
-  }
-  std::string unit;
-  for (char c : text.substr(i)) unit += static_cast<char>(c | 0x20);  // ASCII lower case
-  uint64_t scale = 0;
-  if (unit.empty() || unit == "b") scale = 1;
-  if (unit == "k" || unit == "kb" || unit == "kib") scale = kKiB;
-  if (unit == "m" || unit == "mb" || unit == "mib") scale = kMiB;
-  if (unit == "g" || unit == "gb" || unit == "gib") scale = kGiB;
-  if (i == 0 || scale == 0 || number > (uint64_t{1} << 40) / scale) {
-    throw UsageError("bad size '" + std::string(text) + "'");
-  }
-  return static_cast<size_t>(number * scale);
-}
-
+// benchutil's size parsing; a bad size is a usage error.
 inline std::vector<size_t> parse_size_list(std::string_view text) {
-  std::vector<size_t> sizes;
-  for (;;) {
-    const size_t comma = text.find(',');
-    const size_t size = parse_size(text.substr(0, comma));
-    if (size < kMinSize) throw UsageError(strf("sizes must be at least %zu bytes", kMinSize));
-    sizes.push_back(size);
-    if (comma == std::string_view::npos) return sizes;
-    text.remove_prefix(comma + 1);
-  }
-}
-
-inline std::string format_size(size_t bytes) {
-  if (bytes >= kGiB && bytes % kGiB == 0) return strf("%zu GiB", bytes / kGiB);
-  if (bytes >= kMiB && bytes % kMiB == 0) return strf("%zu MiB", bytes / kMiB);
-  if (bytes >= kKiB && bytes % kKiB == 0) return strf("%zu KiB", bytes / kKiB);
-  return strf("%zu B", bytes);
-}
-
-// Nearest-rank percentile of sorted samples, p in (0, 100].
-inline int64_t percentile_sorted(const std::vector<int64_t>& sorted, double p) {
-  if (sorted.empty()) return 0;
-  const double rank = std::ceil(p / 100.0 * static_cast<double>(sorted.size()));
-  const size_t index = static_cast<size_t>(std::max(1.0, rank)) - 1;
-  return sorted[std::min(index, sorted.size() - 1)];
-}
-
-inline double median(std::vector<double> values) {
-  if (values.empty()) return 0;
-  std::sort(values.begin(), values.end());
-  const size_t mid = values.size() / 2;
-  return values.size() % 2 ? values[mid] : (values[mid - 1] + values[mid]) / 2;
-}
-
-// Decimal gigabytes per second (bytes per nanosecond).
-inline double gb_per_s(double bytes, int64_t elapsed_ns) {
-  return elapsed_ns > 0 ? bytes / static_cast<double>(elapsed_ns) : 0.0;
+  std::string error;
+  if (auto sizes = benchutil::parse_size_list(text, kMinSize, &error)) return *sizes;
+  throw UsageError(error);
 }
 
 // ---- Results -------------------------------------------------------------------------------

@@ -44,6 +44,7 @@
 #include <thread>
 #include <vector>
 
+#include "../bench_util.h"
 #include "iceoryx_hoofs/log/logmanager.hpp"
 #include "iceoryx_posh/popo/untyped_publisher.hpp"
 #include "iceoryx_posh/popo/untyped_subscriber.hpp"
@@ -56,9 +57,15 @@
 
 namespace {
 
-constexpr size_t kKiB = size_t{1} << 10;
-constexpr size_t kMiB = size_t{1} << 20;
-constexpr size_t kGiB = size_t{1} << 30;
+using benchutil::clock_ns;
+using benchutil::format_size;
+using benchutil::kGiB;
+using benchutil::kKiB;
+using benchutil::kMiB;
+using benchutil::load_average;
+using benchutil::now_ns;
+using benchutil::strf;
+
 constexpr size_t kMinSize = 16;                       // stamp + sequence word
 constexpr size_t kShmLimit = kGiB + kGiB / 2;         // payload mempools, all sizes together
 constexpr uint64_t kLastFlag = uint64_t{1} << 63;     // in the sequence word: last of a phase
@@ -74,47 +81,6 @@ void on_stop_signal(int) {
   g_stop = 1;
 }
 
-int64_t now_ns() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
-}
-
-int64_t cpu_ns(clockid_t clock) {
-  timespec ts{};
-  if (clock_gettime(clock, &ts) != 0) return 0;
-  return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
-}
-
-__attribute__((format(printf, 1, 2))) std::string strf(const char* format, ...) {
-  va_list args;
-  va_start(args, format);
-  va_list copy;
-  va_copy(copy, args);
-  const int n = std::vsnprintf(nullptr, 0, format, copy);
-  va_end(copy);
-  std::string out(n > 0 ? static_cast<size_t>(n) : 0, '\0');
-  if (n > 0) std::vsnprintf(out.data(), out.size() + 1, format, args);
-  va_end(args);
-  return out;
-}
-
-std::string load_average() {
-  FILE* f = std::fopen("/proc/loadavg", "r");
-  if (f == nullptr) return "unknown";
-  double a = 0, b = 0, c = 0;
-  const int n = std::fscanf(f, "%lf %lf %lf", &a, &b, &c);
-  std::fclose(f);
-  return n == 3 ? strf("%.2f %.2f %.2f", a, b, c) : "unknown";
-}
-
-std::string format_size(size_t bytes) {
-  if (bytes >= kGiB && bytes % kGiB == 0) return strf("%zu GiB", bytes / kGiB);
-  if (bytes >= kMiB && bytes % kMiB == 0) return strf("%zu MiB", bytes / kMiB);
-  if (bytes >= kKiB && bytes % kKiB == 0) return strf("%zu KiB", bytes / kKiB);
-  return strf("%zu B", bytes);
-}
-
 // ---- Options -------------------------------------------------------------------------------
 
 struct Options {
@@ -122,48 +88,6 @@ struct Options {
   std::string json_path;
   double max_seconds = 40;
 };
-
-// "64", "64B", "4K", "4KiB", "1M", "16MiB", "1G" (binary units, case-insensitive).
-std::optional<size_t> parse_size(std::string_view text) {
-  size_t i = 0;
-  uint64_t number = 0;
-  while (i < text.size() && text[i] >= '0' && text[i] <= '9') {
-    if (number > (uint64_t{1} << 40)) return std::nullopt;
-    number = number * 10 + static_cast<uint64_t>(text[i] - '0');
-    ++i;
-  }
-  if (i == 0) return std::nullopt;
-  std::string unit;
-  for (char c : text.substr(i))
-    unit += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  static const std::map<std::string, uint64_t, std::less<>> kUnits = {
-      {"", 1},       {"b", 1},     {"k", kKiB}, {"kib", kKiB}, {"kb", kKiB}, {"m", kMiB},
-      {"mib", kMiB}, {"mb", kMiB}, {"g", kGiB}, {"gib", kGiB}, {"gb", kGiB}};
-  auto it = kUnits.find(unit);
-  if (it == kUnits.end()) return std::nullopt;
-  return static_cast<size_t>(number * it->second);
-}
-
-std::optional<std::vector<size_t>> parse_size_list(std::string_view text, std::string* error) {
-  std::vector<size_t> sizes;
-  while (true) {
-    const size_t comma = text.find(',');
-    const std::string_view item = text.substr(0, comma);
-    const auto size = parse_size(item);
-    if (!size) {
-      *error = strf("bad size '%.*s'", static_cast<int>(item.size()), item.data());
-      return std::nullopt;
-    }
-    if (*size < kMinSize) {
-      *error = strf("size %zu is below the minimum of %zu bytes", *size, kMinSize);
-      return std::nullopt;
-    }
-    sizes.push_back(*size);
-    if (comma == std::string_view::npos) break;
-    text.remove_prefix(comma + 1);
-  }
-  return sizes;
-}
 
 void print_usage(FILE* out) {
   std::fprintf(out,
@@ -222,7 +146,7 @@ std::optional<Options> parse_options(int argc, char** argv, int* exit_code) {
     }
   }
   std::string error;
-  auto sizes = parse_size_list(sizes_text, &error);
+  auto sizes = benchutil::parse_size_list(sizes_text, kMinSize, &error);
   if (!sizes) {
     std::fprintf(stderr, "iceoryx_bench: --sizes: %s\n", error.c_str());
     *exit_code = 2;
@@ -598,7 +522,7 @@ class Publisher {
   }
 
   int64_t total_cpu_ns() const {
-    return cpu_ns(CLOCK_PROCESS_CPUTIME_ID) + (sub_clock_ == -1 ? 0 : cpu_ns(sub_clock_));
+    return clock_ns(CLOCK_PROCESS_CPUTIME_ID) + (sub_clock_ == -1 ? 0 : clock_ns(sub_clock_));
   }
 
   int run_size(uint32_t index, iox::popo::UntypedSubscriber& ack, iox::popo::WaitSet<>& waitset,
