@@ -34,6 +34,7 @@
 #include "bench_util.h"
 #include "omniconn/connector.h"
 #include "omniconn/payload.h"
+#include "omniconn/registry.h"
 #include "omniconn/shm_connector.h"
 #include "omniconn/status.h"
 #include "omniconn/value.h"

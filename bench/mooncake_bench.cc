@@ -17,8 +17,8 @@
 #include <nlohmann/json.hpp>
 
 #include "bench_common.h"
-#include "mooncake_api.h"
-#include "mooncake_env.h"
+#include "mooncake/mooncake_api.h"
+#include "mooncake/mooncake_env.h"
 
 namespace {
 
@@ -177,7 +177,7 @@ std::string oc_writer(Connector& c, const std::vector<std::byte>& src, const std
     auto data = mutable_tensor_data(loan->bytes(), 0);
     std::memcpy(data->data(), src.data(), n);  // the producer's own fill: not timed
     t0 = now_ns();
-    d = c.commit(std::move(*loan), key);
+    d = c.commit(std::move(*loan), key, deadline);
   }
   int64_t dt = now_ns() - t0;
   if (!d.ok()) return "error " + d.status().ToString();

@@ -14,7 +14,7 @@
 #include <xxhash.h>
 
 #include "fuzz_check.h"
-#include "mooncake_descriptor.h"
+#include "mooncake/mooncake_descriptor.h"
 
 namespace {
 

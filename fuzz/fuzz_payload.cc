@@ -14,9 +14,9 @@
 #include <string_view>
 #include <vector>
 
+#include "core/payload_internal.h"
 #include "fuzz_check.h"
 #include "omniconn/payload.h"
-#include "payload_internal.h"
 #include "value_eq.h"
 
 namespace {

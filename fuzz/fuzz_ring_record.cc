@@ -12,8 +12,8 @@
 #include <vector>
 
 #include "fuzz_check.h"
-#include "shm_channel.h"
-#include "shm_descriptor.h"
+#include "shm/shm_descriptor.h"
+#include "shm/shm_ring.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   namespace shm = omniconn::shm;

@@ -12,8 +12,8 @@
 #include <string>
 
 #include "fuzz_check.h"
-#include "shm_descriptor.h"
-#include "shm_layout.h"
+#include "shm/shm_descriptor.h"
+#include "shm/shm_layout.h"
 
 namespace {
 
@@ -48,7 +48,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   const size_t strings_end =
       64 + d->key.request_id.size() + d->key.from_stage.size() + d->key.to_stage.size();
-  const size_t pad_end = shm::align8(strings_end);
+  const size_t pad_end = omniconn::round_up(strings_end, 8);
   FUZZ_CHECK(pad_end <= size, "key strings run past the descriptor");
   FUZZ_CHECK(std::memcmp(again.data(), data, strings_end) == 0 &&
                  std::memcmp(again.data() + pad_end, data + pad_end, size - pad_end) == 0,

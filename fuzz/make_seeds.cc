@@ -16,11 +16,11 @@
 #include <string>
 #include <vector>
 
-#include "mooncake_descriptor.h"
+#include "mooncake/mooncake_descriptor.h"
 #include "omniconn/payload.h"
 #include "omniconn/value.h"
-#include "shm_channel.h"
-#include "shm_descriptor.h"
+#include "shm/shm_descriptor.h"
+#include "shm/shm_ring.h"
 
 namespace fs = std::filesystem;
 using omniconn::DType;

@@ -13,6 +13,7 @@
 
 #include "omniconn/connector.h"
 #include "omniconn/payload.h"
+#include "omniconn/registry.h"
 
 namespace py = pybind11;
 using namespace omniconn;
@@ -359,21 +360,22 @@ class PyLoan {
   bool exit(const py::object& exc_type, const py::object&, const py::object&) {
     if (!loan_.valid()) return false;
     if (exc_type.is_none()) {
-      commit();
+      commit(py::none());
     } else {
       abort();
     }
     return false;
   }
 
-  py::tuple commit() {
+  py::tuple commit(const py::object& timeout) {
     if (!loan_.valid()) throw std::runtime_error("loan already committed or aborted");
     freeze();
     size_t size = loan_.size();
     Result<Descriptor> d = Status::Internal("unset");
+    Deadline deadline = deadline_from(timeout, 10.0);
     {
       py::gil_scoped_release nogil;
-      d = conn_->commit(std::move(loan_), key_);  // commit seals the checksums
+      d = conn_->commit(std::move(loan_), key_, deadline);  // commit seals the checksums
     }
     loan_ = Loan();
     result_ = d.ok() ? put_succeeded(*d, size) : put_failed(d.status());
@@ -548,6 +550,10 @@ class PyConnector {
     d["status"] = st.ok() ? "healthy" : "unhealthy";
     if (!st.ok()) d["error"] = st.ToString();
     d["type"] = type_;
+    {
+      py::gil_scoped_release nogil;  // brings in_flight and in_use_bytes up to date
+      (void)c->sweep(deadline_in(std::chrono::seconds(5)));
+    }
     py::dict m = value_to_py(c->metrics().to_value()).cast<py::dict>();
     for (auto item : m) d[item.first] = item.second;
     return d;
@@ -590,7 +596,9 @@ PYBIND11_MODULE(_omniconn, m) {
                      "Do not use buf after the block.")
       .def("__enter__", &PyLoan::enter)
       .def("__exit__", &PyLoan::exit)
-      .def("commit", &PyLoan::commit, "Hands the payload over -> (ok, size, metadata).")
+      .def("commit", &PyLoan::commit, py::arg("timeout") = py::none(),
+           "Hands the payload over -> (ok, size, metadata); waits at most `timeout` seconds "
+           "(default 10) for the transport.")
       .def("abort", &PyLoan::abort, "Drops the loan; its space comes back.")
       .def_property_readonly("buffer", &PyLoan::buffer)
       .def_property_readonly("result", &PyLoan::result,

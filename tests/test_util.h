@@ -16,6 +16,7 @@
 
 #include "omniconn/connector.h"
 #include "omniconn/payload.h"
+#include "omniconn/registry.h"
 
 namespace omniconn::testing {
 

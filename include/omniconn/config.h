@@ -4,13 +4,14 @@
 // `runtime.edges: [{from, to, ...}]`, `stage_args[]` with `stage_id`, `engine_input_source`,
 // `input_connectors: {from_stage_<i>: <name or {name, extra}>}`, `output_connectors:
 // {to_stage_<j>: ...}` and many fields connectors do not use, which are accepted and kept.
+// A connector may name the library of an out-of-tree type: `{name, extra, plugin: <path>}`.
 #pragma once
 
 #include <map>
 #include <string>
 #include <vector>
 
-#include "omniconn/connector.h"
+#include "omniconn/registry.h"
 #include "omniconn/status.h"
 #include "omniconn/value.h"
 

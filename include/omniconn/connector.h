@@ -6,34 +6,24 @@
 //  * channel mode: send()/recv() on an edge; the connector carries the descriptors itself, so
 //    stages talk directly and the orchestrator stays out of the data path.
 // Both modes have a zero-copy write path: loan(nbytes) -> write in place -> commit/send_loan.
-// Every blocking call takes a deadline; no call throws.
+// Every blocking call takes a deadline and returns a typed Status; no call throws.
+// Connectors are made by type name through the registry (registry.h).
 #pragma once
 
-#include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <span>
 #include <string>
 #include <string_view>
-#include <vector>
 
+#include "omniconn/deadline.h"
+#include "omniconn/loan.h"
 #include "omniconn/payload.h"
 #include "omniconn/status.h"
 #include "omniconn/value.h"
 
 namespace omniconn {
-
-using Clock = std::chrono::steady_clock;
-using Deadline = Clock::time_point;
-
-inline Deadline deadline_in(Clock::duration d) {
-  return Clock::now() + d;
-}
-inline Deadline no_deadline() {
-  return Deadline::max();
-}
 
 // Identifies one payload: one request crossing one edge.
 struct PayloadKey {
@@ -61,6 +51,8 @@ class PayloadView {
   // (that is how a connector learns the space can be reused).
   static Result<PayloadView> make(PayloadKey key, std::span<const std::byte> bytes,
                                   std::shared_ptr<void> keepalive, ReadOptions opts = {});
+  // Copies `bytes` (an inline payload) into 64-byte aligned memory owned by the view.
+  static Result<PayloadView> copy(PayloadKey key, std::span<const std::byte> bytes);
 
   bool valid() const { return state_ != nullptr; }
   const PayloadKey& key() const;
@@ -71,33 +63,6 @@ class PayloadView {
  private:
   struct State;
   std::shared_ptr<const State> state_;
-};
-
-// Writable transport memory of exactly `size()` bytes, obtained from Connector::loan. Write a
-// payload into it (PayloadBuilder::write_to or write_layout + fill), then commit or send it.
-// A loan dropped without commit gives its space back. A loan must not outlive the connector
-// that made it.
-class Loan {
- public:
-  class Impl {
-   public:
-    virtual ~Impl() = default;
-    virtual std::span<std::byte> bytes() = 0;
-  };
-
-  Loan() = default;
-  explicit Loan(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-  Loan(Loan&&) noexcept = default;
-  Loan& operator=(Loan&&) noexcept = default;
-
-  bool valid() const { return impl_ != nullptr; }
-  std::span<std::byte> bytes() { return impl_ ? impl_->bytes() : std::span<std::byte>(); }
-  size_t size() { return bytes().size(); }
-  Impl* impl() { return impl_.get(); }
-  std::unique_ptr<Impl> take() { return std::move(impl_); }
-
- private:
-  std::unique_ptr<Impl> impl_;
 };
 
 struct Metrics {
@@ -126,11 +91,14 @@ class Connector {
   // Descriptor mode. put = exactly one copy of the tensor data into transport memory.
   virtual Result<Descriptor> put(const PayloadKey& key, const PayloadBuilder& payload,
                                  Deadline deadline) = 0;
+  // NotFound for a payload already taken or cleaned up; Corrupt / InvalidArgument for bytes
+  // that are not an intact descriptor of this connector type.
   virtual Result<PayloadView> get(const Descriptor& descriptor, Deadline deadline) = 0;
 
   // Zero-copy write path. A full transport blocks until `deadline`, then ResourceExhausted.
   virtual Result<Loan> loan(size_t nbytes, Deadline deadline) = 0;
-  virtual Result<Descriptor> commit(Loan loan, const PayloadKey& key) = 0;
+  // Seals the payload written into the loan (finish_payload) and publishes it.
+  virtual Result<Descriptor> commit(Loan loan, const PayloadKey& key, Deadline deadline) = 0;
 
   // Channel mode on the edge key.from_stage -> key.to_stage.
   virtual Status send(const PayloadKey& key, const PayloadBuilder& payload, Deadline deadline) = 0;
@@ -143,41 +111,12 @@ class Connector {
   virtual Status cleanup(std::string_view request_id) = 0;
 
   virtual Status health() = 0;
+  // Takes back the space readers have released (or lost with their process) and brings the
+  // in-flight figures of metrics() up to date; may ask a remote store, so it takes a deadline.
+  // Writing calls do this themselves when they need space.
+  virtual Status sweep(Deadline deadline) = 0;
+  // Counters and memory figures as of the last call that changed them: cheap, no side effects.
   virtual Metrics metrics() const = 0;
 };
-
-// How a connector is configured: `{name: <type>, extra: {...}}` in a stage config.
-struct ConnectorSpec {
-  std::string type;  // e.g. "SharedMemoryConnector"
-  Value extra;       // map or nil
-};
-
-struct ConnectorType {
-  std::string name;
-  // Checks `extra` without creating anything (unknown keys, types, ranges).
-  std::function<Status(const Value& extra)> validate;
-  std::function<Result<std::unique_ptr<Connector>>(const ConnectorSpec&)> create;
-};
-
-// The one registry of connector types (built-ins are registered on first use).
-class ConnectorRegistry {
- public:
-  static ConnectorRegistry& instance();
-
-  Status register_type(ConnectorType type);
-  const ConnectorType* find(std::string_view name) const;
-  std::vector<std::string> type_names() const;
-  Status validate(const ConnectorSpec& spec) const;
-  Result<std::unique_ptr<Connector>> create(const ConnectorSpec& spec) const;
-
- private:
-  ConnectorRegistry();
-  struct Impl;
-  std::shared_ptr<Impl> impl_;
-};
-
-inline Result<std::unique_ptr<Connector>> create_connector(const ConnectorSpec& spec) {
-  return ConnectorRegistry::instance().create(spec);
-}
 
 }  // namespace omniconn

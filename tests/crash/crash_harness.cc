@@ -52,9 +52,9 @@
 #include "omniconn/payload.h"
 #include "omniconn/runtime.h"
 #include "omniconn/shm_connector.h"
-#include "runtime_internal.h"
-#include "shm_os.h"     // edge_socket_name: the names whose sockets must be gone after a trial
-#include "test_util.h"  // TestPayload, verify_payload
+#include "runtime/runtime_internal.h"
+#include "shm/shm_os.h"  // edge_socket_name: the names whose sockets must be gone after a trial
+#include "test_util.h"   // TestPayload, verify_payload
 
 #ifndef OMNICONN_SOURCE_DIR
 #define OMNICONN_SOURCE_DIR "."
@@ -340,9 +340,11 @@ int producer_main(const StreamCfg& cfg, int ctl_fd, int out_fd) {
     end = send_one(kEndSeq).ok();
   }
   // Every payload written must come back: released by the reader, or reclaimed from a dead one.
+  (void)conn->sweep(deadline_in(1s));
   omniconn::Metrics m = conn->metrics();
   for (auto until = Clock::now() + 5s; m.in_flight > 0 && Clock::now() < until;) {
     std::this_thread::sleep_for(5ms);
+    (void)conn->sweep(deadline_in(1s));
     m = conn->metrics();
   }
   std::string codes_s;

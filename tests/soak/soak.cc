@@ -469,7 +469,7 @@ class Producer {
       if (!st.ok()) return fail(kUnexpected, "send_loan: " + st.ToString());
       g_shared->channel_expected[k].fetch_add(1);
     } else {
-      auto d = conn_->commit(std::move(*loan), key(seq, k));
+      auto d = conn_->commit(std::move(*loan), key(seq, k), deadline_in(kLongDeadline));
       if (!d.ok()) return fail(kUnexpected, "commit: " + d.status().ToString());
       (*pipes_)[k].write(PipeMsg{PipeMsg::kDesc, 0, seq, n, d->bytes}.encode());
     }
@@ -585,6 +585,7 @@ class Producer {
   }
 
   void publish_metrics() {
+    (void)conn_->sweep(deadline_in(kLongDeadline));
     Metrics m = conn_->metrics();
     g_shared->shm_in_use_bytes.store(m.in_use_bytes);
     g_shared->shm_in_flight.store(m.in_flight);
@@ -606,7 +607,7 @@ class Producer {
     while (g_shared->consumers_done.load() < kConsumers && !aborted() && Clock::now() < limit) {
       std::this_thread::sleep_for(5ms);
     }
-    publish_metrics();
+    publish_metrics();  // sweeps
     Metrics m = conn_->metrics();
     g_shared->final_in_flight.store(m.in_flight);
     g_shared->final_in_use_bytes.store(m.in_use_bytes);

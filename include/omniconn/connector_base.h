@@ -1,0 +1,126 @@
+// ConnectorBase: what every connector type shares, written once. A type supplies descriptor
+// mode (publish, lend, publish_loan, take), a descriptor queue per edge and its memory
+// figures; ConnectorBase builds channel mode on those (send = publish + push, recv = peek +
+// take + consume) and keeps the call counters of Metrics.
+//
+// A recv consumes a queued descriptor only once its payload was taken, found gone (NotFound:
+// cleaned up, skipped) or found bad; a recv that times out or cannot reach the payload yet
+// leaves it queued for the next recv, so nothing is lost.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "omniconn/connector.h"
+
+namespace omniconn {
+
+// The writing end of one edge's descriptor queue. push may be called from several threads.
+class DescriptorSender {
+ public:
+  virtual ~DescriptorSender() = default;
+  // Appends one descriptor; waits for room until `deadline`, then ResourceExhausted.
+  virtual Status push(std::string_view descriptor, Deadline deadline) = 0;
+};
+
+// The reading end of one edge's descriptor queue; ConnectorBase calls it under a lock.
+class DescriptorReceiver {
+ public:
+  virtual ~DescriptorReceiver() = default;
+  // The oldest descriptor not yet consumed, left in the queue (false: none yet). Waits only
+  // for transport resources (until `deadline`), never for a descriptor to arrive.
+  virtual Result<bool> peek(std::string* descriptor, Deadline deadline) = 0;
+  // Consumes the descriptor the last peek returned.
+  virtual void consume() = 0;
+  // Returns once peek may find a descriptor; Timeout at the deadline; Unavailable when the
+  // writer is gone and nothing is left to read (the next recv opens the queue again).
+  virtual Status wait(Deadline deadline) = 0;
+};
+
+class ConnectorBase : public Connector {
+ public:
+  ~ConnectorBase() override;
+
+  Result<Descriptor> put(const PayloadKey& key, const PayloadBuilder& payload,
+                         Deadline deadline) final;
+  Result<PayloadView> get(const Descriptor& descriptor, Deadline deadline) final;
+  Result<Loan> loan(size_t nbytes, Deadline deadline) final;
+  Result<Descriptor> commit(Loan loan, const PayloadKey& key, Deadline deadline) final;
+  Status send(const PayloadKey& key, const PayloadBuilder& payload, Deadline deadline) final;
+  Status send_loan(Loan loan, const PayloadKey& key, Deadline deadline) final;
+  Result<PayloadView> recv(std::string_view from_stage, std::string_view to_stage,
+                           Deadline deadline) final;
+  Metrics metrics() const final;
+
+ protected:
+  ConnectorBase() = default;
+
+  // A payload made readable, in descriptor form.
+  struct Published {
+    std::string descriptor;
+    size_t size = 0;  // payload bytes
+    bool is_inline = false;
+  };
+
+  // Writes the payload into transport memory (or the descriptor, when small) and publishes it.
+  virtual Result<Published> publish(const PayloadKey& key, const PayloadBuilder& payload,
+                                    Deadline deadline) = 0;
+  virtual Result<Loan> lend(size_t nbytes, Deadline deadline) = 0;
+  // Seals (finish_payload) and publishes a loan of this connector; InvalidArgument for
+  // another's.
+  virtual Result<Published> publish_loan(Loan loan, const PayloadKey& key, Deadline deadline) = 0;
+  // The payload a descriptor names, taken for this reader. `queue` is the receiver it came
+  // from in channel mode, nullptr in descriptor mode.
+  virtual Result<PayloadView> take(std::string_view descriptor, Deadline deadline,
+                                   DescriptorReceiver* queue) = 0;
+  // Takes back a published payload that will never be delivered (its push failed).
+  virtual void withdraw(std::string_view descriptor) = 0;
+  virtual Result<std::unique_ptr<DescriptorSender>> open_sender(std::string_view from,
+                                                                std::string_view to) = 0;
+  // NotFound while no writer serves the edge: retried until the deadline, whose Timeout
+  // carries the NotFound's message.
+  virtual Result<std::unique_ptr<DescriptorReceiver>> open_receiver(std::string_view from,
+                                                                    std::string_view to,
+                                                                    Deadline deadline) = 0;
+  // Fills capacity_bytes, in_use_bytes, in_flight and reclaimed; cheap, no side effects.
+  virtual void memory_metrics(Metrics* m) const = 0;
+
+  // Drops every queue. A type whose queues use its own members calls this first in its
+  // destructor, before those members go.
+  void close_queues();
+
+ private:
+  using EdgeId = std::pair<std::string, std::string>;
+  struct Inbox {
+    std::mutex mu;  // one recv at a time per edge
+    std::unique_ptr<DescriptorReceiver> queue;
+  };
+  struct Counters {
+    std::atomic<uint64_t> puts{0}, sends{0}, gets{0}, inline_payloads{0}, bytes_out{0}, bytes_in{0},
+        timeouts{0}, errors{0};
+  };
+
+  Status counted(Status st);
+  void count_out(const Published& p, std::atomic<uint64_t>* calls);
+  Result<PayloadView> count_in(Result<PayloadView> view);
+  Status deliver(const PayloadKey& key, const Published& p, Deadline deadline);
+  Result<DescriptorSender*> sender(const PayloadKey& key);
+  Result<std::shared_ptr<Inbox>> inbox(std::string_view from, std::string_view to,
+                                       Deadline deadline);
+  Result<PayloadView> next_from(Inbox& in, Deadline deadline);
+  void drop_inbox(std::string_view from, std::string_view to, const std::shared_ptr<Inbox>& in);
+
+  Counters c_;
+  std::mutex edges_mu_;
+  std::map<EdgeId, std::unique_ptr<DescriptorSender>> senders_;
+  std::map<EdgeId, std::shared_ptr<Inbox>> inboxes_;
+};
+
+}  // namespace omniconn

@@ -1,0 +1,256 @@
+// The SharedMemoryConnector: descriptor mode over the allocator (shm_allocator.h) and the
+// reader side (shm_reader.h), one control ring per edge (shm_ring.h) for channel mode, and
+// its registry entry.
+#include "omniconn/shm_connector.h"
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+
+#include "omniconn/connector_base.h"
+#include "shm/shm_allocator.h"
+#include "shm/shm_descriptor.h"
+#include "shm/shm_options.h"
+#include "shm/shm_reader.h"
+#include "shm/shm_ring.h"
+#include "shm/shm_server.h"
+
+namespace omniconn {
+
+namespace {
+
+using namespace shm;
+
+class ShmLoan final : public Loan::Impl {
+ public:
+  ShmLoan(ShmAllocator* allocator, Block block) : allocator_(allocator), block_(block) {}
+  ~ShmLoan() override {
+    if (!done_) allocator_->abandon(block_);
+  }
+  std::span<std::byte> bytes() override { return block_.bytes; }
+  const Block& block() const { return block_; }
+  ShmAllocator* allocator() const { return allocator_; }
+  void finish() { done_ = true; }
+
+ private:
+  ShmAllocator* allocator_;
+  Block block_;
+  bool done_ = false;
+};
+
+uint64_t header_checksum_of(std::span<const std::byte> payload) {
+  uint64_t v;
+  std::memcpy(&v, payload.data() + 56, sizeof v);
+  return v;
+}
+
+std::span<const std::byte> bytes_of(std::string_view s) {
+  return std::as_bytes(std::span(s.data(), s.size()));
+}
+
+// Seals a loan's payload (checksums) and returns its size. finish_payload has validated the
+// header; readers validate the whole payload again, so the writer does not.
+Result<size_t> seal_loan(ShmLoan* loan) {
+  OMNICONN_RETURN_IF_ERROR(finish_payload(loan->bytes()).WithContext("committed loan"));
+  uint64_t total = 0;
+  std::memcpy(&total, loan->bytes().data() + 40, sizeof total);  // header: total_size
+  if (total < kPayloadHeaderBytes || total > loan->bytes().size()) {
+    return Status::InvalidArgument("committed loan: payload size " + std::to_string(total) +
+                                   " does not fit the loan of " +
+                                   std::to_string(loan->bytes().size()) + " bytes");
+  }
+  return static_cast<size_t>(total);
+}
+
+class ShmConnector final : public ConnectorBase {
+ public:
+  explicit ShmConnector(const ShmOptions& o)
+      : options_(o), producer_id_(random_u64()), allocator_(o, producer_id_) {}
+  ~ShmConnector() override { close_queues(); }  // the rings first; then the server, the arena
+
+  std::string_view type_name() const override { return "SharedMemoryConnector"; }
+  Status cleanup(std::string_view request_id) override {
+    allocator_.cleanup(request_id);
+    return Status::Ok();
+  }
+  Status health() override {
+    std::lock_guard lock(server_mu_);
+    return fatal_;
+  }
+  Status sweep(Deadline) override {
+    allocator_.reclaim();
+    return Status::Ok();
+  }
+
+ protected:
+  Result<Published> publish(const PayloadKey& key, const PayloadBuilder& payload,
+                            Deadline deadline) override;
+  Result<Loan> lend(size_t nbytes, Deadline deadline) override;
+  Result<Published> publish_loan(Loan loan, const PayloadKey& key, Deadline deadline) override;
+  Result<PayloadView> take(std::string_view descriptor, Deadline deadline,
+                           DescriptorReceiver* queue) override;
+  void withdraw(std::string_view descriptor) override;
+  Result<std::unique_ptr<DescriptorSender>> open_sender(std::string_view from,
+                                                        std::string_view to) override;
+  Result<std::unique_ptr<DescriptorReceiver>> open_receiver(std::string_view from,
+                                                            std::string_view to,
+                                                            Deadline deadline) override {
+    auto rx = EdgeReceiver::open(options_, from, to, deadline);
+    if (!rx.ok()) return rx.status();
+    return std::unique_ptr<DescriptorReceiver>(std::move(*rx));
+  }
+  void memory_metrics(Metrics* m) const override;
+
+ private:
+  Status ensure_server();
+  Result<Block> allocate(size_t nbytes, Deadline deadline);
+  Result<Published> publish_inline(const PayloadKey& key, const PayloadBuilder& payload, size_t n);
+  Result<Published> publish_block(ShmLoan* loan, const PayloadKey& key, size_t size);
+
+  const ShmOptions options_;
+  const uint64_t producer_id_;
+  ShmAllocator allocator_;
+  mutable std::mutex server_mu_;
+  std::atomic<bool> server_ready_{false};
+  std::unique_ptr<ShmServer> server_;  // after allocator_: it serves the allocator's segments
+  Status fatal_;                       // why the server could not start
+  LinkTable links_;
+};
+
+// Readers reach this writer's payloads through its server: it runs before the first payload
+// that is not inline, and before the first ring.
+Status ShmConnector::ensure_server() {
+  if (server_ready_.load(std::memory_order_acquire)) return Status::Ok();
+  std::lock_guard lock(server_mu_);
+  if (server_) return Status::Ok();
+  auto s = ShmServer::start(producer_id_, &allocator_);
+  if (!s.ok()) {
+    fatal_ = s.status();
+    return fatal_;
+  }
+  server_ = std::move(*s);
+  server_ready_.store(true, std::memory_order_release);
+  return Status::Ok();
+}
+
+Result<Block> ShmConnector::allocate(size_t nbytes, Deadline deadline) {
+  OMNICONN_RETURN_IF_ERROR(ensure_server());
+  return allocator_.allocate(nbytes, deadline);
+}
+
+Result<ConnectorBase::Published> ShmConnector::publish_inline(const PayloadKey& key,
+                                                              const PayloadBuilder& payload,
+                                                              size_t n) {
+  alignas(64) static thread_local std::byte scratch[64];  // fast path for tiny payloads
+  std::unique_ptr<std::byte, decltype(&std::free)> heap(nullptr, std::free);
+  std::byte* dst = scratch;
+  if (n > sizeof scratch) {
+    heap.reset(static_cast<std::byte*>(std::aligned_alloc(64, round_up(n, 64))));
+    if (heap == nullptr) return Status::ResourceExhausted("out of memory for an inline payload");
+    dst = heap.get();
+  }
+  OMNICONN_ASSIGN_OR_RETURN(size_t written, payload.write_to({dst, n}));
+  return Published{encode_inline_descriptor(key, {dst, written}), written, true};
+}
+
+Result<ConnectorBase::Published> ShmConnector::publish_block(ShmLoan* loan, const PayloadKey& key,
+                                                             size_t size) {
+  auto bytes = loan->bytes().first(size);
+  if (size <= options_.threshold_bytes) {  // the loan's space goes back on destruction
+    return Published{encode_inline_descriptor(key, bytes), size, true};
+  }
+  auto ref = allocator_.publish(loan->block(), size, header_checksum_of(bytes), key.request_id);
+  if (!ref.ok()) return ref.status();
+  loan->finish();
+  return Published{encode_ref_descriptor(key, *ref), size, false};
+}
+
+Result<ConnectorBase::Published> ShmConnector::publish(const PayloadKey& key,
+                                                       const PayloadBuilder& payload,
+                                                       Deadline deadline) {
+  OMNICONN_RETURN_IF_ERROR(check_key(key));
+  size_t n = payload.encoded_size();
+  if (n <= options_.threshold_bytes) return publish_inline(key, payload, n);
+  OMNICONN_ASSIGN_OR_RETURN(Block block, allocate(n, deadline));
+  ShmLoan loan(&allocator_, block);
+  OMNICONN_ASSIGN_OR_RETURN(size_t written, payload.write_to(loan.bytes()));
+  return publish_block(&loan, key, written);
+}
+
+Result<Loan> ShmConnector::lend(size_t nbytes, Deadline deadline) {
+  OMNICONN_ASSIGN_OR_RETURN(Block block, allocate(nbytes, deadline));
+  return Loan(std::make_unique<ShmLoan>(&allocator_, block));
+}
+
+Result<ConnectorBase::Published> ShmConnector::publish_loan(Loan loan, const PayloadKey& key,
+                                                            Deadline) {
+  auto* impl = dynamic_cast<ShmLoan*>(loan.impl());
+  if (impl == nullptr || impl->allocator() != &allocator_) {
+    return Status::InvalidArgument("loan does not come from this connector");
+  }
+  OMNICONN_RETURN_IF_ERROR(check_key(key));
+  OMNICONN_ASSIGN_OR_RETURN(size_t size, seal_loan(impl));
+  return publish_block(impl, key, size);
+}
+
+Result<PayloadView> ShmConnector::take(std::string_view descriptor, Deadline deadline,
+                                       DescriptorReceiver* queue) {
+  OMNICONN_ASSIGN_OR_RETURN(DecodedDescriptor d, decode_descriptor(bytes_of(descriptor)));
+  if (d.is_inline) return PayloadView::copy(d.key, d.inline_bytes);
+  if (queue != nullptr) return take_payload(static_cast<EdgeReceiver*>(queue)->link(), d, deadline);
+  auto link = links_.get(d.ref.producer_id, deadline);
+  if (!link.ok()) return link.status().WithContext("payload " + d.key.str());
+  return take_payload(**link, d, deadline);
+}
+
+void ShmConnector::withdraw(std::string_view descriptor) {
+  auto d = decode_descriptor(bytes_of(descriptor));
+  if (d.ok() && !d->is_inline) allocator_.unpublish(d->ref);
+}
+
+Result<std::unique_ptr<DescriptorSender>> ShmConnector::open_sender(std::string_view from,
+                                                                    std::string_view to) {
+  OMNICONN_RETURN_IF_ERROR(ensure_server());
+  auto tx = EdgeSender::create(*server_, options_, producer_id_, from, to);
+  if (!tx.ok()) return tx.status();
+  return std::unique_ptr<DescriptorSender>(std::move(*tx));
+}
+
+void ShmConnector::memory_metrics(Metrics* m) const {
+  AllocatorStats s = allocator_.stats();
+  m->reclaimed = s.reclaimed;
+  m->capacity_bytes = s.capacity_bytes;
+  m->in_use_bytes = s.in_use_bytes;
+  m->in_flight = s.in_flight;
+}
+
+ConnectorType shm_connector_type() {
+  ConnectorType t;
+  t.name = "SharedMemoryConnector";
+  t.capabilities.scoped_by_namespace = true;
+  t.capabilities.notices_dead_writer = true;
+  t.capabilities.reclaims_dead_reader = true;
+  t.capabilities.automatic = true;  // vllm-omni's default for an edge without a connector
+  t.automatic_extra = Value(Value::Map{{"shm_threshold_bytes", Value(int64_t{65536})}});
+  t.validate = [](const Value& extra) {
+    ShmOptions o;
+    return read_shm_options(extra, &o);
+  };
+  t.create = [](const ConnectorSpec& spec) -> Result<std::unique_ptr<Connector>> {
+    OMNICONN_ASSIGN_OR_RETURN(ShmOptions o, ShmOptions::from_extra(spec.extra));
+    return make_shm_connector(o);
+  };
+  return t;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Connector>> make_shm_connector(const ShmOptions& options) {
+  return std::unique_ptr<Connector>(std::make_unique<ShmConnector>(options));
+}
+
+Status register_shm_connector(ConnectorRegistry& registry) {
+  return registry.register_type(shm_connector_type());
+}
+
+}  // namespace omniconn
