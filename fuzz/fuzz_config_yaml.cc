@@ -14,7 +14,7 @@
 
 #include "fuzz_check.h"
 #include "omniconn/config.h"
-#include "omniconn/connector.h"
+#include "omniconn/registry.h"
 
 namespace {
 
@@ -43,7 +43,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!load.ok()) return 0;
 
   const omniconn::PipelineConfig& c = load.config;
-  const auto& registry = omniconn::ConnectorRegistry::instance();
+  auto& registry = omniconn::ConnectorRegistry::instance();
   std::set<std::string> ids;
   for (const omniconn::StageConfig& s : c.stages) {
     FUZZ_CHECK(s.id == std::to_string(s.stage_id), "stage id string");

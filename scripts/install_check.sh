@@ -18,6 +18,12 @@ cmake -S "$root/tests/install" -B "$work/build" -DCMAKE_BUILD_TYPE=RelWithDebInf
   -DCMAKE_PREFIX_PATH="$work/prefix" -DOMNICONN_EXPECTED_PREFIX="$work/prefix"
 cmake --build "$work/build" -j"$jobs"
 "$work/build/omniconn_install_check"
+"$work/build/omniconn_install_core_only"
+# The core alone links no connector and no YAML parser.
+if nm -C "$work/build/omniconn_install_core_only" | grep -q -e YAML:: -e ShmConnector; then
+  echo "install check: the core-only program links connectors or yaml-cpp" >&2
+  exit 1
+fi
 
 # The Python package, when it was built: importable from the prefix alone.
 pydir="$work/prefix/lib/python3/dist-packages"

@@ -1,11 +1,13 @@
 // Uses an installed omniconn through its public headers only: encodes a one-tensor payload,
-// reads it back, and creates a SharedMemoryConnector through the registry.
+// reads it back, creates a SharedMemoryConnector through the registry and loads a config.
 #include <cstdio>
 #include <cstring>
 #include <vector>
 
+#include <omniconn/config.h>
 #include <omniconn/connector.h>
 #include <omniconn/payload.h>
+#include <omniconn/registry.h>
 
 namespace {
 
@@ -40,6 +42,12 @@ int main() {
   auto connector = omniconn::create_connector({"SharedMemoryConnector", omniconn::Value(extra)});
   if (!connector.ok()) return fail("create_connector", connector.status());
   if (auto st = (*connector)->health(); !st.ok()) return fail("health", st);
+
+  auto config = omniconn::parse_pipeline_config("stage_args: [{stage_id: 0}]", "inline.yaml");
+  if (!config.ok()) {
+    std::fprintf(stderr, "install check: config: %s\n", config.errors[0].ToString().c_str());
+    return 1;
+  }
 
   std::printf("install check: ok (payload %zu bytes, connector %.*s)\n", encoded->size(),
               static_cast<int>((*connector)->type_name().size()), (*connector)->type_name().data());

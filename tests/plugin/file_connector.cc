@@ -305,6 +305,10 @@ class FileConnector final : public ConnectorBase {
     close_queues();
     std::lock_guard lock(mu_);
     for (const auto& [file, u] : unread_) ::unlink((payloads_ / file).c_str());
+    // Directories nobody uses any more go too (rmdir keeps those that are not empty).
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(edges_, ec)) ::rmdir(e.path().c_str());
+    for (const fs::path& d : {edges_, payloads_, root_}) ::rmdir(d.c_str());
   }
 
   Status start() {

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The omniconn command as a user runs it: exit codes, the edge table, the error report, a run,
-# and a stage killed mid-run. Usage: cli_test.sh <omniconn binary> <source dir>
+# a stage killed mid-run, and a connector type from a plugin library.
+# Usage: cli_test.sh <omniconn binary> <source dir> [<FileConnector plugin library>]
 set -uo pipefail
 bin=$1
 src=$2
+plugin=${3:-}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 passed=0
@@ -106,6 +108,40 @@ if [ -n "$stage" ]; then
 else
   kill "$run_pid" 2>/dev/null
   check "found the stage processes" false
+fi
+
+
+# A connector type from a plugin library, named beside the connector or by OMNICONN_PLUGINS.
+if [[ -n "$plugin" ]]; then
+  plugin_yaml() {  # plugin_yaml LINE: the pipeline on FileConnector edges
+    cat <<YAML
+runtime:
+  connectors:
+    files:
+      name: FileConnector
+$1
+      extra: {directory: "$tmp/files"}
+stage_args:
+  - {stage_id: 0, output_connectors: {to_stage_1: files}}
+  - {stage_id: 1, engine_input_source: [0], input_connectors: {from_stage_0: files}}
+  - {stage_id: 2, engine_input_source: [1], input_connectors: {from_stage_1: files}}
+YAML
+  }
+  plugin_yaml "      plugin: $plugin" >"$tmp/plugin.yaml"
+  "$bin" validate "$tmp/plugin.yaml" >"$tmp/out" 2>&1
+  check "validate with plugin: exits 0" test $? -eq 0
+  check "validate with plugin: names the type" grep -q 'FileConnector' "$tmp/out"
+  "$bin" run "$tmp/plugin.yaml" --requests 30 --concurrency 4 --tokens 64 >"$tmp/out" 2>&1
+  check "run with plugin: exits 0" test $? -eq 0
+  check "run with plugin: all requests" grep -q '30 requests in' "$tmp/out"
+  check "run with plugin: no payload file left" \
+    test "$(find "$tmp/files" -name '*.payload*' | wc -l)" -eq 0
+  plugin_yaml "" >"$tmp/byenv.yaml"
+  OMNICONN_PLUGINS=$plugin "$bin" validate "$tmp/byenv.yaml" >"$tmp/out" 2>&1
+  check "OMNICONN_PLUGINS: validate exits 0" test $? -eq 0
+  env -u OMNICONN_PLUGINS "$bin" validate "$tmp/byenv.yaml" >"$tmp/out" 2>&1
+  check "unknown type without the plugin exits 2" test $? -eq 2
+  check "unknown type says how to load it" grep -q 'OMNICONN_PLUGINS' "$tmp/out"
 fi
 
 echo "$passed passed, $failed failed"
