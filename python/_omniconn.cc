@@ -438,7 +438,8 @@ class PyConnector {
   explicit PyConnector(const py::dict& spec) {
     if (!spec.contains("name")) throw py::value_error("connector spec needs 'name'");
     ConnectorSpec s{spec["name"].cast<std::string>(),
-                    spec.contains("extra") ? to_value(spec["extra"]) : Value()};
+                    spec.contains("extra") ? to_value(spec["extra"]) : Value(),
+                    spec.contains("plugin") ? spec["plugin"].cast<std::string>() : ""};
     auto c = create_connector(s);
     if (!c.ok()) throw py::value_error(c.status().ToString());
     conn_ = std::shared_ptr<Connector>(std::move(*c));
@@ -633,5 +634,7 @@ PYBIND11_MODULE(_omniconn, m) {
       .def("__exit__", [](PyConnector& c, const py::args&) { c.close(); });
   m.def(
       "create_connector", [](const py::dict& spec) { return std::make_unique<PyConnector>(spec); },
-      py::arg("spec"), "Creates a connector from {'name': <type>, 'extra': {...}}.");
+      py::arg("spec"),
+      "Creates a connector from {'name': <type>, 'extra': {...}} (and 'plugin': <library> for "
+      "a type from a plugin library, docs/plugins.md).");
 }

@@ -45,7 +45,7 @@ struct EdgeConfig {
   std::string to;
   // Name of the runtime.connectors entry, or "" when given inline or created automatically.
   std::string connector_name;
-  bool automatic = false;  // no connector configured: a SharedMemoryConnector was made for it
+  bool automatic = false;  // none configured: the registry's automatic type (SHM) was made
   ConnectorSpec spec;
   std::string declared_at;  // key path of the declaration that chose the connector
 };

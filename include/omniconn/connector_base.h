@@ -40,7 +40,9 @@ class DescriptorReceiver {
   // Consumes the descriptor the last peek returned.
   virtual void consume() = 0;
   // Returns once peek may find a descriptor; Timeout at the deadline; Unavailable when the
-  // writer is gone and nothing is left to read (the next recv opens the queue again).
+  // writer is gone and nothing is left to read (the next recv opens the queue again). Only
+  // this Unavailable drops the queue: one from peek or take (a store unreachable for now)
+  // keeps it, and its position.
   virtual Status wait(Deadline deadline) = 0;
 };
 
@@ -114,7 +116,7 @@ class ConnectorBase : public Connector {
   Result<DescriptorSender*> sender(const PayloadKey& key);
   Result<std::shared_ptr<Inbox>> inbox(std::string_view from, std::string_view to,
                                        Deadline deadline);
-  Result<PayloadView> next_from(Inbox& in, Deadline deadline);
+  Result<PayloadView> next_from(Inbox& in, Deadline deadline, bool* writer_gone);
   void drop_inbox(std::string_view from, std::string_view to, const std::shared_ptr<Inbox>& in);
 
   Counters c_;

@@ -152,14 +152,16 @@ Result<std::shared_ptr<ConnectorBase::Inbox>> ConnectorBase::inbox(std::string_v
   }
 }
 
-Result<PayloadView> ConnectorBase::next_from(Inbox& in, Deadline deadline) {
+Result<PayloadView> ConnectorBase::next_from(Inbox& in, Deadline deadline, bool* writer_gone) {
   std::lock_guard lock(in.mu);
   std::string desc;
   for (;;) {
     auto got = in.queue->peek(&desc, deadline);
     if (!got.ok()) return got.status();
     if (!*got) {
-      OMNICONN_RETURN_IF_ERROR(in.queue->wait(deadline));
+      Status st = in.queue->wait(deadline);
+      *writer_gone = st.code() == StatusCode::kUnavailable;
+      OMNICONN_RETURN_IF_ERROR(st);
       continue;
     }
     auto view = take(desc, deadline, in.queue.get());
@@ -180,10 +182,9 @@ Result<PayloadView> ConnectorBase::recv(std::string_view from, std::string_view 
                                         Deadline deadline) {
   auto in = inbox(from, to, deadline);
   if (!in.ok()) return counted(in.status());
-  auto view = next_from(**in, deadline);
-  if (!view.ok() && view.status().code() == StatusCode::kUnavailable) {
-    drop_inbox(from, to, *in);  // the writer is gone: open the queue again on the next call
-  }
+  bool writer_gone = false;
+  auto view = next_from(**in, deadline, &writer_gone);
+  if (writer_gone) drop_inbox(from, to, *in);  // open the queue again on the next call
   return count_in(std::move(view));
 }
 

@@ -14,7 +14,7 @@ struct StagePlan {
   const StageConfig* stage = nullptr;
   std::vector<const EdgeConfig*> inputs;
   std::vector<const EdgeConfig*> outputs;
-  std::string name_space;  // scopes this run's SharedMemoryConnector channels
+  std::string name_space;  // scopes this run's channels (types scoped_by_namespace)
   int ctl_fd = -1;         // orchestrator -> stage: "req <i>" lines (source stages)
   int evt_fd = -1;         // stage -> orchestrator: "done <i>", "stats <json>", "error <msg>"
   const RunOptions* options = nullptr;

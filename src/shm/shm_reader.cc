@@ -142,7 +142,6 @@ Result<std::shared_ptr<Link>> open_link(const std::string& socket_name, Deadline
   if (!n.ok()) return n.status().WithContext("hello from writer");
   if (*n != sizeof hello || hello.status != 0) return Status::Corrupt("bad hello from writer");
   link->reader_id = hello.reader_id;
-  link->producer_id = hello.producer_id;
   link->pid = hello.pid;
   return link;
 }

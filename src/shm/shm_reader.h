@@ -31,7 +31,6 @@ struct SegmentView {
 struct Link {
   Fd sock;
   uint32_t reader_id = 0;
-  uint64_t producer_id = 0;
   pid_t pid = 0;
   std::mutex mu;  // one request at a time; guards the maps below
   std::shared_ptr<SegmentView> arena;

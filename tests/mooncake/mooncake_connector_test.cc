@@ -706,8 +706,7 @@ TEST_F(MooncakeConnector, KeyLookupErrorDoesNotReuseAnUnreadKey) {
   EXPECT_EQ(verify_payload(*v1, 10 * kKiB, 1), "");
 }
 
-// take_announcement() gives up on a transient get_into error of the announcement, where get()
-// retries the same error until its deadline.
+// A transient get_into error of the announcement is retried, as get() retries it.
 TEST_F(MooncakeConnector, RecvRetriesATransientAnnouncementError) {
   auto tx = make();
   auto rx = make();
@@ -719,6 +718,31 @@ TEST_F(MooncakeConnector, RecvRetriesATransientAnnouncementError) {
   auto v = rx->recv("0", "1", deadline_in(2s));
   ASSERT_TRUE(v.ok()) << v.status().ToString();
   EXPECT_EQ(verify_payload(*v, 10 * kKiB, 3), "");
+}
+
+// A store that stays unreachable until the deadline fails that recv, but the edge keeps its
+// place: the next recv gets the payload, and the one after it the next payload.
+TEST_F(MooncakeConnector, RecvThatFailsOnAnUnreachableStoreKeepsTheEdgesPlace) {
+  auto tx = make();
+  auto rx = make();
+  ASSERT_NE(tx, nullptr);
+  ASSERT_NE(rx, nullptr);
+  for (uint64_t i = 0; i < 3; ++i) {
+    TestPayload p(10 * kKiB, i);
+    ASSERT_TRUE(tx->send({"u-" + std::to_string(i), "0", "1"}, p.builder, deadline_in(2s)).ok());
+  }
+  auto first = rx->recv("0", "1", deadline_in(2s));
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  ASSERT_EQ(fake().inject("get_into", -900, 1000000), 0);  // RPC_FAIL, every time
+  auto failed = rx->recv("0", "1", deadline_in(100ms));
+  ASSERT_FALSE(failed.ok());
+  EXPECT_EQ(failed.status().code(), StatusCode::kUnavailable) << failed.status().ToString();
+  ASSERT_EQ(fake().inject("get_into", 0, 0), 0);
+  for (uint64_t i = 1; i < 3; ++i) {
+    auto v = rx->recv("0", "1", deadline_in(2s));
+    ASSERT_TRUE(v.ok()) << i << ": " << v.status().ToString();
+    EXPECT_EQ(verify_payload(*v, 10 * kKiB, i), "");
+  }
 }
 
 // announce() reads the edge's sequence number, puts, then increments it, each step on its own:

@@ -128,3 +128,19 @@ def test_two_stage_example_runs():
                          text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.startswith("20 requests")
+
+
+@pytest.mark.skipif(not os.environ.get("OMNICONN_FILE_CONNECTOR_LIB"),
+                    reason="OMNICONN_FILE_CONNECTOR_LIB (the test plugin library) is not set")
+def test_a_connector_from_a_plugin_library(tmp_path):
+    spec = {"name": "FileConnector", "plugin": os.environ["OMNICONN_FILE_CONNECTOR_LIB"],
+            "extra": {"directory": str(tmp_path), "inline_threshold_bytes": 0}}
+    with omniconn.create_connector(spec) as c:
+        data = {"hidden": np.arange(100000, dtype=np.float32)}
+        ok, size, meta = c.put("0", "1", "r", data)
+        assert ok and size > 400000
+        obj, _ = c.get("0", "1", "r", meta)
+        assert np.array_equal(obj["hidden"], data["hidden"])
+        assert c.health()["type"] == "FileConnector"
+    with pytest.raises(ValueError, match="unknown connector type 'NoSuchType'"):
+        omniconn.create_connector({"name": "NoSuchType"})
