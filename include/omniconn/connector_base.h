@@ -100,6 +100,16 @@ class ConnectorBase : public Connector {
 
  private:
   using EdgeId = std::pair<std::string, std::string>;
+  // Finds an edge by (from, to) views: a lookup builds no strings.
+  struct EdgeLess {
+    using is_transparent = void;
+    template <typename A, typename B>
+    bool operator()(const A& a, const B& b) const {
+      return std::pair<std::string_view, std::string_view>(a.first, a.second) <
+             std::pair<std::string_view, std::string_view>(b.first, b.second);
+    }
+  };
+  using EdgeView = std::pair<std::string_view, std::string_view>;
   struct Inbox {
     std::mutex mu;  // one recv at a time per edge
     std::unique_ptr<DescriptorReceiver> queue;
@@ -121,8 +131,8 @@ class ConnectorBase : public Connector {
 
   Counters c_;
   std::mutex edges_mu_;
-  std::map<EdgeId, std::unique_ptr<DescriptorSender>> senders_;
-  std::map<EdgeId, std::shared_ptr<Inbox>> inboxes_;
+  std::map<EdgeId, std::unique_ptr<DescriptorSender>, EdgeLess> senders_;
+  std::map<EdgeId, std::shared_ptr<Inbox>, EdgeLess> inboxes_;
 };
 
 }  // namespace omniconn

@@ -1,7 +1,10 @@
 #include "omniconn/connector.h"
 
+#include <algorithm>
+#include <cstdlib>
 #include <cstring>
-#include <new>
+
+#include "core/bits.h"
 
 namespace omniconn {
 
@@ -27,13 +30,13 @@ Result<PayloadView> PayloadView::make(PayloadKey key, std::span<const std::byte>
 }
 
 Result<PayloadView> PayloadView::copy(PayloadKey key, std::span<const std::byte> bytes) {
-  constexpr std::align_val_t kAlign{kPayloadAlignment};  // readers expect aligned tensors
-  auto* mem = static_cast<std::byte*>(
-      ::operator new(std::max<size_t>(bytes.size(), 1), kAlign, std::nothrow));
+  // Readers expect aligned tensors; aligned_alloc wants a multiple of the alignment.
+  void* mem = std::aligned_alloc(kPayloadAlignment,
+                                 round_up(std::max<size_t>(bytes.size(), 1), kPayloadAlignment));
   if (mem == nullptr) return Status::ResourceExhausted("out of memory for an inline payload");
-  std::shared_ptr<void> keep(mem, [](void* p) { ::operator delete(p, kAlign); });
+  std::shared_ptr<void> keep(mem, std::free);
   if (!bytes.empty()) std::memcpy(mem, bytes.data(), bytes.size());
-  return make(std::move(key), {mem, bytes.size()}, std::move(keep));
+  return make(std::move(key), {static_cast<const std::byte*>(mem), bytes.size()}, std::move(keep));
 }
 
 const PayloadKey& PayloadView::key() const {

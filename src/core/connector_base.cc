@@ -91,12 +91,11 @@ Metrics ConnectorBase::metrics() const {
 
 Result<DescriptorSender*> ConnectorBase::sender(const PayloadKey& key) {
   std::lock_guard lock(edges_mu_);
-  EdgeId id{key.from_stage, key.to_stage};
-  auto it = senders_.find(id);
+  auto it = senders_.find(EdgeView(key.from_stage, key.to_stage));
   if (it != senders_.end()) return it->second.get();
   auto s = open_sender(key.from_stage, key.to_stage);
   if (!s.ok()) return s.status();
-  return senders_.emplace(id, std::move(*s)).first->second.get();
+  return senders_.emplace(EdgeId(key.from_stage, key.to_stage), std::move(*s)).first->second.get();
 }
 
 Status ConnectorBase::deliver(const PayloadKey& key, const Published& p, Deadline deadline) {
@@ -128,10 +127,9 @@ Status ConnectorBase::send_loan(Loan loan, const PayloadKey& key, Deadline deadl
 Result<std::shared_ptr<ConnectorBase::Inbox>> ConnectorBase::inbox(std::string_view from,
                                                                    std::string_view to,
                                                                    Deadline deadline) {
-  EdgeId id{std::string(from), std::string(to)};
   {
     std::lock_guard lock(edges_mu_);
-    auto it = inboxes_.find(id);
+    auto it = inboxes_.find(EdgeView(from, to));
     if (it != inboxes_.end()) return it->second;
   }
   // Opened without the lock: waiting for one edge's writer must not stall other edges.
@@ -142,7 +140,7 @@ Result<std::shared_ptr<ConnectorBase::Inbox>> ConnectorBase::inbox(std::string_v
       auto in = std::make_shared<Inbox>();
       in->queue = std::move(*q);
       std::lock_guard lock(edges_mu_);
-      return inboxes_.try_emplace(id, std::move(in)).first->second;
+      return inboxes_.try_emplace(EdgeId(from, to), std::move(in)).first->second;
     }
     if (q.status().code() != StatusCode::kNotFound) return q.status();
     auto now = Clock::now();
@@ -174,7 +172,7 @@ Result<PayloadView> ConnectorBase::next_from(Inbox& in, Deadline deadline, bool*
 void ConnectorBase::drop_inbox(std::string_view from, std::string_view to,
                                const std::shared_ptr<Inbox>& in) {
   std::lock_guard lock(edges_mu_);
-  auto it = inboxes_.find(EdgeId{std::string(from), std::string(to)});
+  auto it = inboxes_.find(EdgeView(from, to));
   if (it != inboxes_.end() && it->second == in) inboxes_.erase(it);
 }
 

@@ -195,12 +195,14 @@ Result<ConnectorBase::Published> ShmConnector::publish_loan(Loan loan, const Pay
 
 Result<PayloadView> ShmConnector::take(std::string_view descriptor, Deadline deadline,
                                        DescriptorReceiver* queue) {
-  OMNICONN_ASSIGN_OR_RETURN(DecodedDescriptor d, decode_descriptor(bytes_of(descriptor)));
-  if (d.is_inline) return PayloadView::copy(d.key, d.inline_bytes);
-  if (queue != nullptr) return take_payload(static_cast<EdgeReceiver*>(queue)->link(), d, deadline);
-  auto link = links_.get(d.ref.producer_id, deadline);
-  if (!link.ok()) return link.status().WithContext("payload " + d.key.str());
-  return take_payload(**link, d, deadline);
+  auto d = decode_descriptor(bytes_of(descriptor));  // not moved out: a key is three strings
+  if (!d.ok()) return d.status();
+  if (d->is_inline) return PayloadView::copy(std::move(d->key), d->inline_bytes);
+  if (queue != nullptr)
+    return take_payload(static_cast<EdgeReceiver*>(queue)->link(), *d, deadline);
+  auto link = links_.get(d->ref.producer_id, deadline);
+  if (!link.ok()) return link.status().WithContext("payload " + d->key.str());
+  return take_payload(**link, *d, deadline);
 }
 
 void ShmConnector::withdraw(std::string_view descriptor) {

@@ -1,4 +1,4 @@
-// MooncakeConnector's own logic, against the Store C API test double (tests/mooncake_fake):
+// MooncakeConnector's own logic, against the Store C API test double (tests/mooncake/fake):
 // library resolution, setup failures, retries and error mapping, key naming, inline payloads,
 // stale objects, hard pinning, cleanup, health, the fork refusal, channel mode and descriptor
 // validation. The fake's test hooks inject failures and count calls in this process.
@@ -673,7 +673,7 @@ TEST_F(MooncakeConnector, EveryTruncatedOrAlteredDescriptorIsRejectedQuickly) {
   EXPECT_EQ(verify_payload(*v, 32 * kKiB, 16), "");
 }
 
-// ---- Known bugs in src/mooncake_connector.cc (enable once fixed) ----
+// ---- Known bugs in src/mooncake/mooncake_connector.cc (enable once fixed) ----
 
 // put() counts a failed loan() again, though loan() counted it already.
 TEST_F(MooncakeConnector, FailedLoanInPutIsCountedOnce) {

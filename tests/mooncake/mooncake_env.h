@@ -1,6 +1,6 @@
 // Mooncake for tests: where the real store library and mooncake_master are (when installed),
 // a mooncake_master started on free loopback ports in a temp dir, and the fake store library
-// (tests/mooncake_fake) that stands in for the C API in CI.
+// (tests/mooncake/fake) that stands in for the C API in CI.
 #pragma once
 
 #include <arpa/inet.h>

@@ -399,9 +399,9 @@ TEST_F(ShmSecurity, OtherUidChannelReaderGetsNothing) {
 }
 
 // Disabled: a reader of another uid is refused, but not by the credential check and not with
-// a message that says so. Every socket name embeds the *caller's* euid (src/shm_os.cc:93-95,
+// a message that says so. Every socket name embeds the *caller's* euid (src/shm/shm_os.cc,
 // base_name()), so the reader connects to "omniconn.<its uid>.p.<id>", which nobody listens
-// on, and LinkTable::get (src/shm_reader.cc:193-197) reports "the writer process of this
+// on, and LinkTable::get (src/shm/shm_reader.cc) reports "the writer process of this
 // payload is gone". Fix: leave the uid out of producer_socket_name (the 64-bit random producer
 // id is unique by itself; both ends still check SO_PEERCRED), so open_link's "refused: the
 // writer process runs as another user" reaches the caller.
