@@ -12,7 +12,8 @@ set(OMNICONN_SHM_SOURCES
 set(OMNICONN_MOONCAKE_SOURCES
   mooncake/mooncake_api.cc mooncake/mooncake_channel.cc mooncake/mooncake_connector.cc
   mooncake/mooncake_descriptor.cc mooncake/mooncake_options.cc mooncake/mooncake_store.cc)
-set(OMNICONN_CONFIG_SOURCES config/config.cc config/yaml_reader.cc)
+set(OMNICONN_CONFIG_SOURCES config/config.cc config/config_json.cc config/document.cc
+                            config/yaml_reader.cc)
 set(OMNICONN_RUNTIME_SOURCES runtime/orchestrator.cc runtime/report.cc runtime/stage.cc)
 
 # The connector types built into omniconn: the folder src/<name>/ defines

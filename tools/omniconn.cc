@@ -33,6 +33,12 @@ std::string extra_summary(const Value& extra) {
       val = std::to_string(*i);
     } else if (const std::string* s = v.as_string()) {
       val = *s;
+    } else if (const double* d = v.as_float()) {
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%g", *d);
+      val = buf;
+    } else if (const bool* b = v.as_bool()) {
+      val = *b ? "true" : "false";
     } else {
       val = std::string(v.kind_name());
     }
@@ -41,39 +47,101 @@ std::string extra_summary(const Value& extra) {
   return out;
 }
 
+// What `validate` and `run` share: how the file is read.
+struct LoadArgs {
+  std::string config;
+  std::string platform;
+  std::string edges;  // --edges FROM:TO,...
+  bool strict = false;
+};
+
+constexpr const char* kNoEdgesHint = "give them on the command line, e.g. --edges 0:1,1:2";
+
+// "the file defines no edges ..." for a config whose topology is not in the file.
+std::string no_edges_text(const PipelineConfig& c) {
+  std::string out =
+      "the file defines no edges (no edges list, input_connectors, output_connectors or "
+      "engine_input_source)";
+  if (!c.pipeline.empty()) {
+    out += "; vllm-omni takes the topology of pipeline '" + c.pipeline +
+           "' from its Python pipeline definitions";
+  }
+  return out;
+}
+
 void print_edges(const PipelineConfig& c) {
-  std::printf("%s: %zu stages, %zu edges\n", c.file.c_str(), c.stages.size(), c.edges.size());
+  std::printf("%s: %s schema, %zu stage%s, %zu edge%s", c.file.c_str(), c.schema.c_str(),
+              c.stages.size(), c.stages.size() == 1 ? "" : "s", c.edges.size(),
+              c.edges.size() == 1 ? "" : "s");
+  if (!c.pipeline.empty()) std::printf(", pipeline %s", c.pipeline.c_str());
+  if (!c.platform.empty()) std::printf(", platform %s", c.platform.c_str());
+  std::printf("\n");
+  for (size_t i = 1; i < c.files.size(); ++i) std::printf("  inherits %s\n", c.files[i].c_str());
+  if (c.edges.empty()) {
+    std::printf("%s: %s (%s)\n", c.file.c_str(), no_edges_text(c).c_str(), kNoEdgesHint);
+    return;
+  }
   std::printf("%-10s %-22s %-24s %s\n", "edge", "connector", "type", "settings");
   for (const EdgeConfig& e : c.edges) {
     std::string name = e.automatic                ? "(automatic)"
                        : e.connector_name.empty() ? "(inline)"
                                                   : e.connector_name;
+    std::string settings = extra_summary(e.spec.extra);
+    if (e.flow.is_map()) settings += "  [edge: " + extra_summary(e.flow) + "]";
     std::printf("%-10s %-22s %-24s %s\n", (e.from + " -> " + e.to).c_str(), name.c_str(),
-                e.spec.type.c_str(), extra_summary(e.spec.extra).c_str());
+                e.spec.type.c_str(), settings.c_str());
   }
 }
 
-// Loads a config; prints every error and returns false when there are any.
-bool load(const std::string& path, ConfigLoad* out) {
-  *out = load_pipeline_config(path);
+// Loads a config; prints every note and error (unless `quiet`) and returns false when there
+// are errors. A bad --edges value is an error of the load.
+bool load(const LoadArgs& args, ConfigLoad* out, bool quiet = false) {
+  LoadOptions options;
+  options.platform = args.platform;
+  options.strict = args.strict;
+  if (!args.edges.empty()) {
+    auto edges = parse_edge_list(args.edges);
+    if (!edges.ok()) {
+      out->config.file = args.config;
+      out->errors.push_back(ConfigError{"", 0, 0, "--edges", edges.status().message(), ""});
+      if (!quiet) std::fprintf(stderr, "--edges: %s\n", edges.status().message().c_str());
+      return false;
+    }
+    options.edges = *edges;
+  }
+  *out = load_pipeline_config(args.config, options);
+  if (quiet) return out->ok();
+  for (const ConfigError& e : out->notes) {
+    std::fprintf(stderr, "note: %s\n", e.ToString().c_str());
+  }
   for (const ConfigError& e : out->errors) std::fprintf(stderr, "%s\n", e.ToString().c_str());
   if (!out->ok()) {
     std::fprintf(stderr, "%zu error%s in %s\n", out->errors.size(),
-                 out->errors.size() == 1 ? "" : "s", path.c_str());
+                 out->errors.size() == 1 ? "" : "s", args.config.c_str());
   }
   return out->ok();
 }
 
-int cmd_validate(const std::string& path) {
+int cmd_validate(const LoadArgs& args, bool json) {
   ConfigLoad c;
-  if (!load(path, &c)) return kInvalidConfig;
+  bool ok = load(args, &c, json);
+  if (json) {
+    std::fputs(config_json(c).c_str(), stdout);
+    return ok ? kOk : kInvalidConfig;
+  }
+  if (!ok) return kInvalidConfig;
   print_edges(c.config);
   return kOk;
 }
 
-int cmd_run(const std::string& path, RunOptions opts, const std::string& json_path) {
+int cmd_run(const LoadArgs& args, RunOptions opts, const std::string& json_path) {
   ConfigLoad c;
-  if (!load(path, &c)) return kInvalidConfig;
+  if (!load(args, &c)) return kInvalidConfig;
+  if (c.config.edges.empty()) {
+    std::fprintf(stderr, "omniconn run: %s: %s; %s\n", args.config.c_str(),
+                 no_edges_text(c.config).c_str(), kNoEdgesHint);
+    return kInvalidConfig;
+  }
   auto report = run_pipeline(c.config, opts);
   if (!report.ok()) {
     std::fprintf(stderr, "omniconn run: %s\n", report.status().ToString().c_str());
@@ -118,25 +186,41 @@ int cmd_bench(const std::vector<std::string>& args) {
 int main(int argc, char** argv) {
   CLI::App app{
       "omniconn: moves payloads between the stages of a model pipeline.\n"
-      "Reads vllm-omni stage-config YAML files unchanged.\n"
+      "Reads vllm-omni stage-config YAML files unchanged, in both schemas.\n"
       "Exit codes: 0 ok, 1 run failed, 2 invalid config, 64 bad usage."};
   app.require_subcommand(1);
-  std::string cfg, json_path;
+  LoadArgs args;
+  std::string json_path;
   RunOptions opts;
-  bool no_progress = false;
+  bool no_progress = false, validate_json = false;
+  auto add_load_options = [&args](CLI::App* cmd) {
+    cmd->add_option("config", args.config,
+                    "stage-config YAML file (deploy schema with `stages`, or `stage_args`)")
+        ->required();
+    cmd->add_option("--platform", args.platform,
+                    "apply the file's platforms.<NAME> stage overrides (none by default)");
+    cmd->add_option("--edges", args.edges,
+                    "edges to add, FROM:TO,... (e.g. 0:1,1:2), for a file that has none: "
+                    "vllm-omni's deploy files often keep the topology in Python");
+    cmd->add_flag("--strict", args.strict,
+                  "notes (settings no connector reads, ignored declarations) are errors");
+  };
 
-  auto* validate =
-      app.add_subcommand("validate",
-                         "Check a stage config and print the resolved edge table (from -> to, "
-                         "connector, type, settings), or every error with file:line and key path.");
-  validate->add_option("config", cfg, "stage-config YAML file")->required();
+  auto* validate = app.add_subcommand(
+      "validate",
+      "Check a stage config and print the resolved edge table (from -> to, connector, type, "
+      "settings), notes on what is kept but not used, or every error with file:line and key "
+      "path. Exit 0 when it can run, 2 when not.");
+  add_load_options(validate);
+  validate->add_flag("--json", validate_json,
+                     "print stages, edges, connectors, notes and errors as JSON on stdout");
 
   auto* run = app.add_subcommand(
       "run",
       "Run the pipeline: one process per stage, payloads passed stage to stage over the "
       "edges' connectors; prints a per-edge table (requests, bytes, p50/p99 latency, "
       "throughput, errors) and each stage's peak RSS.");
-  run->add_option("config", cfg, "stage-config YAML file")->required();
+  add_load_options(run);
   run->add_option("-n,--requests", opts.requests, "requests to run")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
@@ -173,8 +257,8 @@ int main(int argc, char** argv) {
     int rc = app.exit(e);
     return rc == 0 ? kOk : kUsage;
   }
-  if (*validate) return cmd_validate(cfg);
+  if (*validate) return cmd_validate(args, validate_json);
   if (*bench) return cmd_bench(bench->remaining());
   opts.progress = !no_progress && ::isatty(STDERR_FILENO);
-  return cmd_run(cfg, opts, json_path);
+  return cmd_run(args, opts, json_path);
 }

@@ -60,6 +60,9 @@ Status field_errors_status(std::string_view type, const FieldErrors& errors);
 
 struct ConnectorType {
   std::string name;
+  // Other names a config may use for this type (vllm-omni renamed MooncakeConnector to
+  // MooncakeStoreConnector and kept the old name): find() takes them, specs keep `name`.
+  std::vector<std::string> aliases = {};
   ConnectorCapabilities capabilities;
   Value automatic_extra;  // `extra` of an automatic connector (capabilities.automatic)
   // Checks `extra` without creating anything.
@@ -79,8 +82,9 @@ class ConnectorRegistry {
 
   // InvalidArgument for a type without name, validate or create, or a name already taken.
   Status register_type(ConnectorType type);
-  const ConnectorType* find(std::string_view name) const;  // nullptr when unknown
-  const ConnectorType* automatic_type() const;             // nullptr when none registered
+  // By name or alias; nullptr when unknown.
+  const ConnectorType* find(std::string_view name) const;
+  const ConnectorType* automatic_type() const;  // nullptr when none registered
   std::vector<std::string> type_names() const;
 
   // Loads a plugin library (plugin.h) and registers its types; a path already loaded is not

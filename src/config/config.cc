@@ -1,9 +1,10 @@
-// Pipeline config: vllm-omni stage-config YAML -> PipelineConfig.
+// Pipeline config: vllm-omni stage-config YAML (either schema) -> PipelineConfig.
 //
-// Two passes. yaml_reader.h turns the yaml-cpp tree into a Value and remembers where every key
-// path sits in the file. ConfigBuilder then resolves stages, edges and connectors the way
-// vllm-omni's load_omni_transfer_config does, but checks everything that loader lets through
-// and reports every problem it finds, each located by line, column and key path.
+// Three passes. yaml_reader.h turns the yaml-cpp tree into a Value and remembers where every
+// key path sits in the file. document.h merges the base_config chain, applies the selected
+// platform and expands ${VAR}s. ConfigBuilder then resolves stages, edges and connectors the
+// way vllm-omni's load_omni_transfer_config does, but checks everything that loader lets
+// through and reports every problem it finds, each located by file, line, column and key path.
 #include "omniconn/config.h"
 
 #include <algorithm>
@@ -12,9 +13,11 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <utility>
 #include <vector>
 
+#include "config/document.h"
 #include "config/yaml_reader.h"
 #include "omniconn/registry.h"
 
@@ -58,9 +61,23 @@ struct EdgeSource {
 // A connector chosen for an edge by input_connectors or output_connectors.
 struct Decl {
   std::string path;
-  std::string name;  // the runtime.connectors entry; "" when inline
+  std::string name;  // the connectors entry; "" when inline
   ConnectorSpec spec;
 };
+
+// A named connector definition, and whether an edge uses it.
+struct Defined {
+  std::string path;
+  std::optional<ConnectorSpec> spec;  // nullopt: invalid (reported) or of an unknown type
+  std::string unknown_type;           // the type omniconn does not have, reported when used
+  bool used = false;
+};
+
+// Connector types vllm-omni registers that omniconn does not have.
+bool vllm_omni_only(std::string_view type) {
+  return type == "MooncakeTransferEngineConnector" || type == "MoriTransferEngineConnector" ||
+         type == "YuanrongConnector" || type == "YuanrongTransferEngineConnector";
+}
 
 std::string edge_str(const EdgeKey& k) {
   return std::to_string(k.first) + "->" + std::to_string(k.second);
@@ -76,23 +93,38 @@ const Value::Map& empty_map() {
   return kEmpty;
 }
 
+// Where the sections of each schema live.
+struct Layout {
+  std::string stages;      // "stage_args" or "stages"
+  std::string connectors;  // "runtime.connectors" or "connectors"
+  std::string edges;       // "runtime.edges" or "edges"
+};
+
 class ConfigBuilder {
  public:
-  ConfigBuilder(Diagnostics* diag, PipelineConfig* out) : diag_(diag), out_(out) {}
+  ConfigBuilder(Diagnostics* diag, const LoadOptions& options, PipelineConfig* out)
+      : diag_(diag), options_(options), out_(out) {}
   void build(const Value& doc);
 
  private:
+  bool read_layout(const Value::Map& top);
+  const Value* section(const Value::Map& top, const std::string& path);
   const Value::Map* map_at(const Value::Map& parent, const std::string& key,
                            const std::string& path);
   const Value::List* list_at(const Value::Map& parent, const std::string& key,
                              const std::string& path);
   std::optional<int64_t> stage_number(const Value& v, const std::string& path);
+  void read_pipeline(const Value::Map& top);
 
-  void read_connectors(const Value::Map& runtime);
-  std::optional<ConnectorSpec> read_spec(const Value& v, const std::string& path);
+  void read_connectors(const Value::Map& top);
+  std::optional<ConnectorSpec> read_spec(const Value& v, const std::string& path,
+                                         std::string* unknown_type);
   bool read_plugin(const Value::Map& m, const std::string& path, std::string* plugin);
-  std::optional<const ConnectorType*> read_type(const Value::Map& m, const std::string& path);
+  std::optional<const ConnectorType*> read_type(const Value::Map& m, const std::string& path,
+                                                std::string* unknown_type);
+  void type_error(const std::string& type, const std::string& path);
   void report_extra(const ConnectorSpec& spec, const std::string& path, const FieldErrors& errors);
+  void report_unknown_types();
   void read_stages(const Value::Map& doc);
   void read_stage(const Value& v, const std::string& path);
   bool read_stage_id(const Value::Map& m, StageConfig* st);
@@ -100,22 +132,27 @@ class ConfigBuilder {
   void read_sources(const Value::Map& m, StageConfig* st);
   void read_stage_connectors(const Value::Map& m, const StageConfig& st, bool input);
   std::optional<Decl> read_ref(const Value& v, const std::string& path);
-  void read_edges(const Value::Map& runtime);
+  void declare(const EdgeKey& edge, Decl decl, const std::string& side);
+  void read_edges(const Value::Map& top);
   void read_edge(const Value& v, const std::string& path);
+  void add_option_edges();
 
   bool add_source(const EdgeKey& key, std::string path, std::string from_path, std::string to_path);
   std::set<EdgeKey> check_endpoints();
-  void check_pairs();
   void make_edges(const std::set<EdgeKey>& bad);
 
   Diagnostics* diag_;
+  const LoadOptions& options_;
   PipelineConfig* out_;
-  std::set<std::string> defined_;  // every runtime.connectors name, valid or not
-  bool ids_known_ = true;          // every stage has a valid stage_id
+  Layout layout_;
+  std::map<std::string, Defined> defined_;  // every named connector, valid or not
+  bool ids_known_ = true;                   // every stage has a valid stage_id
   std::map<int64_t, std::string> stage_paths_;
   std::vector<EdgeSource> sources_;
-  std::map<EdgeKey, std::string> expected_;  // runtime.edges and engine_input_source
-  std::map<EdgeKey, Decl> inputs_, outputs_;
+  std::map<EdgeKey, std::string> expected_;  // edges lists and engine_input_source
+  std::map<EdgeKey, Value> flows_;           // the edges entries' other fields
+  std::map<EdgeKey, Decl> chosen_;           // the first declaration of each edge
+  std::set<EdgeKey> failed_;                 // declared by a ref that did not resolve
 };
 
 void ConfigBuilder::build(const Value& doc) {
@@ -125,19 +162,78 @@ void ConfigBuilder::build(const Value& doc) {
   const Value::Map* top = doc.as_map();
   if (top == nullptr) {
     diag_->add("", "the top level must be a map, got " + describe(doc),
-               "a stage config starts with `stage_args:` (a list of stages) and optionally "
-               "`runtime:`");
+               "a deploy config starts with `stages:` (a list of stages); a stage config of "
+               "2025 with `stage_args:`");
     return;
   }
-  // runtime.edges before the stages: like vllm-omni, an automatic edge is first declared by
-  // runtime.edges, then by engine_input_source (EdgeConfig::declared_at).
-  const Value::Map* runtime = map_at(*top, "runtime", "runtime");
-  if (runtime != nullptr) read_connectors(*runtime);
-  if (runtime != nullptr) read_edges(*runtime);
+  if (!read_layout(*top)) return;
+  read_pipeline(*top);
+  // The edges list before the stages: like vllm-omni, an automatic edge is first declared by
+  // the list, then by engine_input_source (EdgeConfig::declared_at).
+  read_connectors(*top);
+  read_edges(*top);
+  add_option_edges();
   read_stages(*top);
+  report_unknown_types();
   std::set<EdgeKey> bad = check_endpoints();
-  check_pairs();
   make_edges(bad);
+}
+
+// Which schema: `stage_args` (2025) wins over `stages` (deploy), as in vllm-omni's loader;
+// in the deploy schema `runtime.connectors` / `runtime.edges` win over the top-level ones.
+bool ConfigBuilder::read_layout(const Value::Map& top) {
+  bool legacy = top.contains("stage_args");
+  if (!legacy && !top.contains("stages")) {
+    std::vector<std::string> keys;
+    for (const auto& [k, v] : top) keys.push_back(k);
+    diag_->add(
+        "stages",
+        "the config has no stages" +
+            (keys.empty() ? std::string() : " (its top-level keys: " + join_names(keys) + ")"),
+        "list the stages under `stages:` (the deploy schema), or under `stage_args:` (the "
+        "stage-config schema of 2025)");
+    return false;
+  }
+  const Value::Map* runtime = map_at(top, "runtime", "runtime");
+  if (runtime == nullptr) return false;
+  out_->schema = legacy ? "stage_args" : "deploy";
+  layout_.stages = legacy ? "stage_args" : "stages";
+  for (const char* key : {"connectors", "edges"}) {
+    bool in_runtime = runtime->contains(key);
+    std::string& path = std::string_view(key) == "edges" ? layout_.edges : layout_.connectors;
+    path = legacy || in_runtime ? join_key("runtime", key) : key;
+    if (top.contains(key) && path != key) {
+      diag_->note(key,
+                  std::string("ignored: vllm-omni reads ") + path + " instead" +
+                      (legacy ? " in a file with stage_args" : ""),
+                  std::string("move the entries to ") + path + " or remove one of the two");
+    }
+  }
+  if (legacy && top.contains("stages")) {
+    diag_->note("stages", "ignored: the file also has stage_args, which vllm-omni reads instead",
+                "keep one of stages (deploy schema) and stage_args");
+  }
+  return true;
+}
+
+// The value at `path` ("a" or "a.b"), or nullptr.
+const Value* ConfigBuilder::section(const Value::Map& top, const std::string& path) {
+  size_t dot = path.find('.');
+  auto it = top.find(path.substr(0, dot));
+  if (it == top.end()) return nullptr;
+  if (dot == std::string::npos) return &it->second;
+  return it->second.find(path.substr(dot + 1));
+}
+
+void ConfigBuilder::read_pipeline(const Value::Map& top) {
+  auto it = top.find("pipeline");
+  if (it == top.end() || it->second.is_nil()) return;
+  if (const std::string* s = it->second.as_string()) {
+    out_->pipeline = *s;
+  } else {
+    diag_->add("pipeline", "want the name of a pipeline, got " + describe(it->second),
+               "write `pipeline: <name>`");
+  }
 }
 
 // A section that must be a map: absent or null -> empty; any other kind -> error, nullptr.
@@ -176,18 +272,27 @@ std::optional<int64_t> ConfigBuilder::stage_number(const Value& v, const std::st
 
 // ---- connectors ---------------------------------------------------------------------------
 
-void ConfigBuilder::read_connectors(const Value::Map& runtime) {
-  const Value::Map* conns = map_at(runtime, "connectors", "runtime.connectors");
+void ConfigBuilder::read_connectors(const Value::Map& top) {
+  const std::string& path = layout_.connectors;
+  size_t dot = path.find('.');
+  const Value::Map* parent = &top;
+  if (dot != std::string::npos) parent = map_at(top, path.substr(0, dot), path.substr(0, dot));
+  if (parent == nullptr) return;
+  const Value::Map* conns = map_at(*parent, path.substr(dot + 1), path);
   if (conns == nullptr) return;
   for (const auto& [name, value] : *conns) {
-    defined_.insert(name);
-    auto spec = read_spec(value, "runtime.connectors." + name);
-    if (spec) out_->connectors[name] = std::move(*spec);
+    Defined d;
+    d.path = join_key(path, name);
+    d.spec = read_spec(value, d.path, &d.unknown_type);
+    if (d.spec) out_->connectors[name] = *d.spec;
+    defined_[name] = std::move(d);
   }
 }
 
-// `{name: <type>, extra: {...}, plugin: <library>}`, `extra` checked by the type itself.
-std::optional<ConnectorSpec> ConfigBuilder::read_spec(const Value& v, const std::string& path) {
+// `{name: <type>, extra: {...}, plugin: <library>}`, `extra` checked by the type itself. With
+// `unknown_type`, a type omniconn does not have is put there instead of being reported.
+std::optional<ConnectorSpec> ConfigBuilder::read_spec(const Value& v, const std::string& path,
+                                                      std::string* unknown_type) {
   const Value::Map* m = v.as_map();
   if (m == nullptr) {
     diag_->add(path, "want a connector {name: <type>, extra: {...}}, got " + describe(v),
@@ -196,7 +301,7 @@ std::optional<ConnectorSpec> ConfigBuilder::read_spec(const Value& v, const std:
   }
   ConnectorSpec spec;
   if (!read_plugin(*m, path, &spec.plugin)) return std::nullopt;
-  auto type = read_type(*m, path);
+  auto type = read_type(*m, path, unknown_type);
   if (auto it = m->find("extra"); it != m->end() && !it->second.is_nil()) {
     if (!it->second.is_map()) {
       diag_->add(path + ".extra", "want a map of settings, got " + describe(it->second),
@@ -208,9 +313,10 @@ std::optional<ConnectorSpec> ConfigBuilder::read_spec(const Value& v, const std:
   if (!type) return std::nullopt;
   spec.type = (*type)->name;
   FieldErrors errors = (*type)->validate(spec.extra);
-  if (errors.empty()) return spec;
+  size_t before = diag_->error_count();
   report_extra(spec, path + ".extra", errors);
-  return std::nullopt;
+  if (diag_->error_count() != before) return std::nullopt;
+  return spec;
 }
 
 // `plugin: <path of a connector library>` (relative to the config file), loaded now so that
@@ -226,7 +332,10 @@ bool ConfigBuilder::read_plugin(const Value::Map& m, const std::string& path, st
     return false;
   }
   std::filesystem::path lib(*p);
-  if (lib.is_relative()) lib = std::filesystem::path(diag_->file()).parent_path() / lib;
+  if (lib.is_relative()) {
+    lib = std::filesystem::path(diag_->files()[diag_->loc(path + ".plugin").file]).parent_path() /
+          lib;
+  }
   *plugin = lib.lexically_normal().string();
   Status st = ConnectorRegistry::instance().load_plugin(*plugin);
   if (st.ok()) return true;
@@ -236,54 +345,89 @@ bool ConfigBuilder::read_plugin(const Value::Map& m, const std::string& path, st
 }
 
 std::optional<const ConnectorType*> ConfigBuilder::read_type(const Value::Map& m,
-                                                             const std::string& path) {
-  ConnectorRegistry& registry = ConnectorRegistry::instance();
-  std::string types = join_names(registry.type_names());
+                                                             const std::string& path,
+                                                             std::string* unknown_type) {
   auto it = m.find("name");
   if (it == m.end()) {
-    diag_->add(path + ".name", "the connector has no `name` (its type)",
-               "add `name: <type>`, one of: " + types);
+    diag_->add(
+        path + ".name", "the connector has no `name` (its type)",
+        "add `name: <type>`, one of: " + join_names(ConnectorRegistry::instance().type_names()));
     return std::nullopt;
   }
   const std::string* name = it->second.as_string();
-  const ConnectorType* type = name != nullptr ? registry.find(*name) : nullptr;
-  if (type == nullptr) {
-    diag_->add(path + ".name", "unknown connector type " + describe(it->second),
-               "use one of the registered types: " + types +
-                   ", or load the type's library with `plugin:` or OMNICONN_PLUGINS");
+  if (name == nullptr || name->empty()) {
+    diag_->add(
+        path + ".name", "want a connector type, got " + describe(it->second),
+        "write `name: <type>`, one of: " + join_names(ConnectorRegistry::instance().type_names()));
     return std::nullopt;
   }
-  return type;
+  if (const ConnectorType* type = ConnectorRegistry::instance().find(*name)) return type;
+  if (unknown_type != nullptr) {
+    *unknown_type = *name;
+  } else {
+    type_error(*name, path);
+  }
+  return std::nullopt;
 }
 
-// Each problem the type found becomes an error at the `extra` key it names.
+void ConfigBuilder::type_error(const std::string& type, const std::string& path) {
+  std::string types = join_names(ConnectorRegistry::instance().type_names());
+  if (vllm_omni_only(type)) {
+    diag_->add(path + ".name",
+               "connector type '" + type +
+                   "' is a vllm-omni type omniconn does "
+                   "not have; omniconn has " +
+                   types,
+               "use one of omniconn's types for this edge, or load a plugin that provides " + type +
+                   " (docs/plugins.md)");
+    return;
+  }
+  diag_->add(path + ".name", "unknown connector type '" + type + "'",
+             "use one of the registered types: " + types +
+                 ", or load the type's library with `plugin:` or OMNICONN_PLUGINS");
+}
+
+// A key the type does not read is kept and noted (vllm-omni passes such keys to other parts,
+// e.g. the codec settings of its chunk pipeline); every other problem is an error.
 void ConfigBuilder::report_extra(const ConnectorSpec& spec, const std::string& path,
                                  const FieldErrors& errors) {
   for (const FieldError& e : errors) {
-    bool unknown = e.kind == FieldError::Kind::kUnknownKey;
-    diag_->add(e.key.empty() ? path : path + "." + e.key, spec.type + ": " + e.message,
-               unknown ? "remove the key or correct its spelling"
-                       : "docs/config.md lists every " + spec.type + " key and its range");
+    std::string at = e.key.empty() ? path : path + "." + e.key;
+    if (e.kind == FieldError::Kind::kUnknownKey) {
+      diag_->note(at, "not used by " + spec.type + " (kept, passed on unread)",
+                  "remove it if nothing else reads it; check its spelling otherwise");
+      continue;
+    }
+    diag_->add(at, spec.type + ": " + e.message,
+               "docs/config.md lists every " + spec.type + " key and its range");
+  }
+}
+
+// A named connector of a type omniconn does not have stops the load only when an edge uses it.
+void ConfigBuilder::report_unknown_types() {
+  for (const auto& [name, d] : defined_) {
+    if (d.unknown_type.empty()) continue;
+    if (d.used) {
+      type_error(d.unknown_type, d.path);
+    } else {
+      diag_->note(d.path + ".name",
+                  "connector type '" + d.unknown_type +
+                      "' is not one omniconn has; no edge uses this connector, so it is ignored");
+    }
   }
 }
 
 // ---- stages -------------------------------------------------------------------------------
 
 void ConfigBuilder::read_stages(const Value::Map& doc) {
-  auto it = doc.find("stage_args");
-  if (it == doc.end()) {
-    diag_->add("stage_args", "the config has no stage_args",
-               "add `stage_args:`, a list with one entry per stage");
-    return;
-  }
-  const Value::List* list = list_at(doc, "stage_args", "stage_args");
+  const std::string& key = layout_.stages;
+  const Value::List* list = list_at(doc, key, key);
   if (list == nullptr) return;
   if (list->empty()) {
-    diag_->add("stage_args", "stage_args is empty",
-               "add at least one stage: `- stage_id: 0` with its engine_args");
+    diag_->add(key, key + " is empty", "add at least one stage: `- stage_id: 0` with its fields");
     return;
   }
-  for (size_t i = 0; i < list->size(); ++i) read_stage((*list)[i], join_index("stage_args", i));
+  for (size_t i = 0; i < list->size(); ++i) read_stage((*list)[i], join_index(key, i));
 }
 
 void ConfigBuilder::read_stage(const Value& v, const std::string& path) {
@@ -391,43 +535,82 @@ void ConfigBuilder::read_stage_connectors(const Value::Map& m, const StageConfig
     EdgeKey edge = input ? EdgeKey{*other, st.stage_id} : EdgeKey{st.stage_id, *other};
     bool ok = add_source(edge, p, p, p);
     auto decl = read_ref(ref, p);
-    if (ok && decl) (input ? inputs_ : outputs_)[edge] = std::move(*decl);
+    if (!decl) failed_.insert(edge);
+    if (ok && decl) declare(edge, std::move(*decl), std::string(section) + " of stage " + st.id);
   }
 }
 
-// A connector ref: the name of a runtime.connectors entry, or an inline {name, extra}.
+// The first declaration of an edge wins, as in vllm-omni's loader; a later one of another
+// connector type is its "connector type mismatch" error, one of the same type a note.
+void ConfigBuilder::declare(const EdgeKey& edge, Decl decl, const std::string& side) {
+  auto [it, fresh] = chosen_.emplace(edge, decl);
+  if (fresh) return;
+  const Decl& first = it->second;
+  auto label = [](const Decl& d) {
+    return d.name.empty() ? "an inline " + d.spec.type : "'" + d.name + "' (" + d.spec.type + ")";
+  };
+  if (first.spec.type != decl.spec.type) {
+    diag_->add(decl.path,
+               "connector type mismatch for edge " + edge_str(edge) +
+                   ": previously registered "
+                   "as '" +
+                   first.spec.type + "' at " + first.path + ", but " + side + " specifies '" +
+                   decl.spec.type + "'",
+               "name connectors of one type at both ends, or declare the edge on one end only");
+    return;
+  }
+  if (first.name == decl.name && first.spec.extra == decl.spec.extra) return;
+  diag_->note(decl.path,
+              "edge " + edge_str(edge) + " already has " + label(first) + " from " + first.path +
+                  "; " + label(decl) +
+                  " here is ignored (the first declaration wins, as in "
+                  "vllm-omni)",
+              "name the same connector at both ends, or declare it on one end only");
+}
+
+// A connector ref: the name of a connectors entry, or an inline {name, extra}.
 std::optional<Decl> ConfigBuilder::read_ref(const Value& v, const std::string& path) {
   if (const std::string* name = v.as_string()) {
-    if (auto it = out_->connectors.find(*name); it != out_->connectors.end()) {
-      return Decl{path, *name, it->second};
+    if (auto it = defined_.find(*name); it != defined_.end()) {
+      it->second.used = true;
+      if (!it->second.spec) return std::nullopt;  // invalid or unknown type: reported there
+      return Decl{path, *name, *it->second.spec};
     }
-    if (defined_.contains(*name)) return std::nullopt;  // defined but invalid: reported there
-    std::vector<std::string> names(defined_.begin(), defined_.end());
+    std::vector<std::string> names;
+    for (const auto& [n, d] : defined_) names.push_back(n);
     diag_->add(path, "undefined connector reference '" + *name + "'",
-               names.empty() ? "define it under runtime.connectors (none are defined), or "
-                               "remove this entry to get an automatic " +
+               names.empty() ? "define it under " + layout_.connectors +
+                                   " (none are defined), or remove this entry to get an "
+                                   "automatic " +
                                    automatic_type_name()
-                             : "use one of the connectors defined under runtime.connectors: " +
-                                   join_names(names));
+                             : "use one of the connectors defined under " + layout_.connectors +
+                                   ": " + join_names(names));
     return std::nullopt;
   }
   if (!v.is_map()) {
     diag_->add(path, "want a connector name or an inline {name, extra}, got " + describe(v),
-               "name an entry of runtime.connectors, e.g. " + path.substr(path.rfind('.') + 1) +
-                   ": my_connector");
+               "name an entry of " + layout_.connectors + ", e.g. " +
+                   path.substr(path.rfind('.') + 1) + ": my_connector");
     return std::nullopt;
   }
-  auto spec = read_spec(v, path);
+  auto spec = read_spec(v, path, nullptr);
   if (!spec) return std::nullopt;
   return Decl{path, "", std::move(*spec)};
 }
 
-// ---- runtime.edges ------------------------------------------------------------------------
+// ---- edges --------------------------------------------------------------------------------
 
-void ConfigBuilder::read_edges(const Value::Map& runtime) {
-  const Value::List* list = list_at(runtime, "edges", "runtime.edges");
-  if (list == nullptr) return;
-  for (size_t i = 0; i < list->size(); ++i) read_edge((*list)[i], join_index("runtime.edges", i));
+void ConfigBuilder::read_edges(const Value::Map& top) {
+  const std::string& path = layout_.edges;
+  const Value* v = section(top, path);
+  if (v == nullptr || v->is_nil()) return;
+  const Value::List* list = v->as_list();
+  if (list == nullptr) {
+    diag_->add(path, "want a list, got " + describe(*v),
+               "write a YAML list of `- {from: <stage id>, to: <stage id>}`");
+    return;
+  }
+  for (size_t i = 0; i < list->size(); ++i) read_edge((*list)[i], join_index(path, i));
 }
 
 void ConfigBuilder::read_edge(const Value& v, const std::string& path) {
@@ -451,7 +634,25 @@ void ConfigBuilder::read_edge(const Value& v, const std::string& path) {
   }
   if (!ends[0] || !ends[1]) return;
   EdgeKey key{*ends[0], *ends[1]};
-  if (add_source(key, path, path + ".from", path + ".to")) expected_.emplace(key, path);
+  if (!add_source(key, path, path + ".from", path + ".to")) return;
+  expected_.emplace(key, path);
+  Value::Map flow;
+  for (const auto& [k, value] : *m) {
+    if (k != "from" && k != "to") flow[k] = value;
+  }
+  if (!flow.empty()) flows_.emplace(key, Value(std::move(flow)));
+}
+
+// LoadOptions::edges (the --edges option), as if listed under `edges`; errors name them
+// "--edges[i]" and no line.
+void ConfigBuilder::add_option_edges() {
+  if (options_.edges.empty()) return;
+  diag_->locs()["--edges"] = Loc{};
+  for (size_t i = 0; i < options_.edges.size(); ++i) {
+    EdgeKey key = options_.edges[i];
+    std::string p = join_index("--edges", i);
+    if (add_source(key, p, p, p)) expected_.emplace(key, p);
+  }
 }
 
 // ---- resolution ---------------------------------------------------------------------------
@@ -473,7 +674,7 @@ std::set<EdgeKey> ConfigBuilder::check_endpoints() {
   if (!ids_known_ || stage_paths_.empty()) return bad;  // missing ids: already reported
   std::vector<std::string> ids;
   for (const auto& [id, path] : stage_paths_) ids.push_back(std::to_string(id));
-  std::string hint = "stage_args defines stages " + join_names(ids);
+  std::string hint = layout_.stages + " defines stages " + join_names(ids);
   for (const EdgeSource& s : sources_) {
     if (!stage_paths_.contains(s.key.first)) {
       diag_->add(s.from_path, "stage " + std::to_string(s.key.first) + " does not exist", hint);
@@ -487,28 +688,6 @@ std::set<EdgeKey> ConfigBuilder::check_endpoints() {
   return bad;
 }
 
-// Both ends of an edge may name its connector; they must agree (vllm-omni lets the later
-// one silently win).
-void ConfigBuilder::check_pairs() {
-  for (const auto& [key, in] : inputs_) {
-    auto it = outputs_.find(key);
-    if (it == outputs_.end()) continue;
-    const Decl& out = it->second;
-    bool both_named = !in.name.empty() && !out.name.empty();
-    bool same = both_named ? in.name == out.name
-                           : in.spec.type == out.spec.type && in.spec.extra == out.spec.extra;
-    if (same) continue;
-    auto label = [](const Decl& d) {
-      return d.name.empty() ? "an inline " + d.spec.type : "'" + d.name + "'";
-    };
-    diag_->add(in.path,
-               "edge " + edge_str(key) + ": " + label(in) + " here disagrees with " + label(out) +
-                   " at " + out.path,
-               "name the same connector at both " + in.path + " and " + out.path +
-                   ", or declare it on one end only");
-  }
-}
-
 void ConfigBuilder::make_edges(const std::set<EdgeKey>& bad) {
   std::set<EdgeKey> keys;
   for (const EdgeSource& s : sources_) keys.insert(s.key);
@@ -517,13 +696,13 @@ void ConfigBuilder::make_edges(const std::set<EdgeKey>& bad) {
     EdgeConfig e;
     e.from = std::to_string(key.first);
     e.to = std::to_string(key.second);
-    const Decl* d = inputs_.contains(key)    ? &inputs_.at(key)
-                    : outputs_.contains(key) ? &outputs_.at(key)
-                                             : nullptr;
-    if (d != nullptr) {
-      e.connector_name = d->name;
-      e.spec = d->spec;
-      e.declared_at = d->path;
+    if (auto f = flows_.find(key); f != flows_.end()) e.flow = f->second;
+    if (auto d = chosen_.find(key); d != chosen_.end()) {
+      e.connector_name = d->second.name;
+      e.spec = d->second.spec;
+      e.declared_at = d->second.path;
+    } else if (failed_.contains(key)) {
+      continue;  // declared by a connector ref that did not resolve: already reported
     } else if (expected_.contains(key)) {
       const ConnectorType* t = ConnectorRegistry::instance().automatic_type();
       if (t == nullptr) {
@@ -535,7 +714,7 @@ void ConfigBuilder::make_edges(const std::set<EdgeKey>& bad) {
       e.spec = ConnectorSpec{t->name, t->automatic_extra, ""};
       e.declared_at = expected_.at(key);
     } else {
-      continue;  // declared by a connector ref that did not resolve: already reported
+      continue;
     }
     out_->edges.push_back(std::move(e));
   }
@@ -544,17 +723,24 @@ void ConfigBuilder::make_edges(const std::set<EdgeKey>& bad) {
 // ---------------------------------------------------------------------------------------------
 // Entry points
 
-void parse_into(const std::string& text, Diagnostics* diag, PipelineConfig* out) {
-  std::optional<Value> doc = read_yaml(text, diag);
+void parse_into(const std::string& text, const LoadOptions& options, Diagnostics* diag,
+                PipelineConfig* out) {
+  std::optional<Value> doc = resolve_document(text, options, diag);
+  out->files = diag->files();
+  out->platform = options.platform;
   if (!doc) return;
   out->raw = std::move(*doc);
-  ConfigBuilder(diag, out).build(out->raw);
+  ConfigBuilder(diag, options, out).build(out->raw);
 }
 
-void sort_errors(std::vector<ConfigError>* errors) {
-  std::stable_sort(errors->begin(), errors->end(), [](const ConfigError& a, const ConfigError& b) {
-    return std::pair(a.line, a.column) < std::pair(b.line, b.column);
-  });
+// In the order of the files (the loaded one first), then of lines and columns.
+void sort_errors(const std::vector<std::string>& files, std::vector<ConfigError>* errors) {
+  auto rank = [&](const ConfigError& e) {
+    auto it = std::find(files.begin(), files.end(), e.file);
+    return std::tuple(it - files.begin(), e.line, e.column);
+  };
+  std::stable_sort(errors->begin(), errors->end(),
+                   [&](const ConfigError& a, const ConfigError& b) { return rank(a) < rank(b); });
 }
 
 }  // namespace
@@ -563,22 +749,25 @@ void sort_errors(std::vector<ConfigError>* errors) {
 
 using config::Diagnostics;
 
-ConfigLoad parse_pipeline_config(const std::string& yaml_text, const std::string& file) {
+ConfigLoad parse_pipeline_config(const std::string& yaml_text, const std::string& file,
+                                 const LoadOptions& options) {
   ConfigLoad load;
   load.config.file = file;
-  Diagnostics diag(file, &load.errors);
+  Diagnostics diag(file, &load.errors, &load.notes);
+  diag.set_strict(options.strict);
   try {
-    config::parse_into(yaml_text, &diag, &load.config);
+    config::parse_into(yaml_text, options, &diag, &load.config);
   } catch (const std::exception& e) {
     diag.add_at({}, "", std::string("internal error while reading the config: ") + e.what());
   } catch (...) {
     diag.add_at({}, "", "internal error while reading the config");
   }
-  config::sort_errors(&load.errors);
+  config::sort_errors(diag.files(), &load.errors);
+  config::sort_errors(diag.files(), &load.notes);
   return load;
 }
 
-ConfigLoad load_pipeline_config(const std::string& path) {
+ConfigLoad load_pipeline_config(const std::string& path, const LoadOptions& options) {
   std::string error;
   std::optional<std::string> text;
   try {
@@ -591,10 +780,33 @@ ConfigLoad load_pipeline_config(const std::string& path) {
     load.config.file = path;
     load.errors.push_back(
         ConfigError{path, 0, 0, "", "cannot read the config file: " + error,
-                    "check the path; a stage config is a .yaml file with stage_args"});
+                    "check the path; a stage config is a .yaml file with stages or stage_args"});
     return load;
   }
-  return parse_pipeline_config(*text, path);
+  return parse_pipeline_config(*text, path, options);
+}
+
+Result<std::vector<std::pair<int64_t, int64_t>>> parse_edge_list(std::string_view text) {
+  std::vector<std::pair<int64_t, int64_t>> edges;
+  auto bad = [&](std::string_view item, const std::string& why) {
+    return Status::InvalidArgument("edge '" + std::string(item) + "': " + why +
+                                   " (write FROM:TO pairs separated by commas, e.g. 0:1,1:2)");
+  };
+  if (text.empty()) return bad(text, "no edges given");
+  size_t pos = 0;
+  while (pos <= text.size()) {
+    size_t comma = std::min(text.find(',', pos), text.size());
+    std::string_view item = text.substr(pos, comma - pos);
+    size_t colon = item.find(':');
+    if (colon == std::string_view::npos) return bad(item, "no ':'");
+    auto from = config::parse_int(item.substr(0, colon));
+    auto to = config::parse_int(item.substr(colon + 1));
+    if (!from || !to || *from < 0 || *to < 0) return bad(item, "want two stage ids");
+    if (*from == *to) return bad(item, "an edge joins two different stages");
+    edges.emplace_back(*from, *to);
+    pos = comma + 1;
+  }
+  return edges;
 }
 
 }  // namespace omniconn

@@ -133,10 +133,10 @@ Loc loc_of(const YAML::Mark& m) {
 
 }  // namespace
 
-Loc Diagnostics::loc(const std::string& path) const {
+Loc Diagnostics::find_loc(const Locs& locs, const std::string& path) {
   std::string p = path;
   while (true) {
-    if (auto it = locs_.find(p); it != locs_.end()) return it->second;
+    if (auto it = locs.find(p); it != locs.end()) return it->second;
     if (p.empty()) return {};
     size_t cut = p.find_last_of(".[");
     p = cut == std::string::npos ? "" : p.substr(0, cut);
@@ -150,7 +150,7 @@ namespace {
 
 class YamlReader {
  public:
-  explicit YamlReader(Diagnostics* diag) : diag_(diag) {}
+  YamlReader(Diagnostics* diag, int file) : diag_(diag), file_(file) {}
   Value read(const YAML::Node& node, const std::string& path, int depth);
   bool limit_hit() const { return limit_hit_; }
 
@@ -160,7 +160,14 @@ class YamlReader {
   void merge(const Value& from, Value::Map* into, const std::string& path);
   bool over_limits(const YAML::Node& node, const std::string& path, int depth);
 
+  Loc at(const YAML::Mark& m) const {
+    Loc l = loc_of(m);
+    l.file = file_;
+    return l;
+  }
+
   Diagnostics* diag_;
+  int file_;
   size_t nodes_ = 0;
   bool limit_hit_ = false;
 };
@@ -183,7 +190,7 @@ bool YamlReader::over_limits(const YAML::Node& node, const std::string& path, in
   if (limit_hit_) return true;
   if (++nodes_ <= kMaxNodes && depth <= kMaxDepth) return false;
   limit_hit_ = true;
-  diag_->add_at(loc_of(node.Mark()), path.size() > 120 ? path.substr(0, 120) + "..." : path,
+  diag_->add_at(at(node.Mark()), path.size() > 120 ? path.substr(0, 120) + "..." : path,
                 nodes_ > kMaxNodes ? "the document expands to more than 1000000 nodes"
                                    : "nesting deeper than 64 levels",
                 "look for an alias (*name) that refers to itself or expands too often");
@@ -197,8 +204,7 @@ Value YamlReader::read_map(const YAML::Node& node, const std::string& path, int 
     const YAML::Node key = it->first;  // copies: the iterator hands out temporaries
     const YAML::Node value = it->second;
     if (!key.IsScalar()) {
-      diag_->add_at(loc_of(key.Mark()), path, "a map key must be a plain scalar",
-                    "use a string key");
+      diag_->add_at(at(key.Mark()), path, "a map key must be a plain scalar", "use a string key");
       continue;
     }
     std::string child = join_key(path, key.Scalar());
@@ -206,14 +212,14 @@ Value YamlReader::read_map(const YAML::Node& node, const std::string& path, int 
       merges.push_back(read(value, child, depth + 1));
       continue;
     }
-    Loc at = loc_of(key.Mark());
+    Loc key_at = at(key.Mark());
     if (map.contains(key.Scalar())) {
-      diag_->add_at(at, child,
+      diag_->add_at(key_at, child,
                     "duplicate key '" + key.Scalar() + "' (first at line " +
                         std::to_string(diag_->loc(child).line) + ")",
                     "remove one of the two; the later one would silently win");
     }
-    diag_->set_loc(child, at);
+    diag_->set_loc(child, key_at);
     map[key.Scalar()] = read(value, child, depth + 1);
   }
   for (const Value& m : merges) merge(m, &map, join_key(path, "<<"));
@@ -242,7 +248,7 @@ Value YamlReader::read_list(const YAML::Node& node, const std::string& path, int
   size_t i = 0;
   for (auto it = node.begin(); it != node.end(); ++it, ++i) {
     std::string child = join_index(path, i);
-    diag_->set_loc(child, loc_of(it->Mark()));
+    diag_->set_loc(child, at(it->Mark()));
     list.push_back(read(*it, child, depth + 1));
   }
   return Value(std::move(list));
@@ -299,7 +305,11 @@ std::optional<std::pair<Loc, char>> first_content(std::string_view text) {
 }
 
 // The first document, or nullopt after reporting why there is none to read.
-std::optional<YAML::Node> load_yaml(const std::string& text, Diagnostics* diag) {
+std::optional<YAML::Node> load_yaml(const std::string& text, Diagnostics* diag, int file) {
+  auto in_file = [file](Loc l) {
+    l.file = file;
+    return l;
+  };
   const char* hint = "check the indentation and the brackets/quotes around this position";
   YAML::Node root;
   try {
@@ -307,17 +317,17 @@ std::optional<YAML::Node> load_yaml(const std::string& text, Diagnostics* diag) 
   } catch (const YAML::Exception& e) {
     // yaml-cpp's DeepRecursion says "bad file".
     std::string msg = e.msg == "bad file" ? "nesting too deep for the YAML parser" : e.msg;
-    diag->add_at(loc_of(e.mark), "", "YAML syntax error: " + msg, hint);
+    diag->add_at(in_file(loc_of(e.mark)), "", "YAML syntax error: " + msg, hint);
     return std::nullopt;
   }
   if (Loc second = second_document(text); second.line > 0) {
-    diag->add_at(second, "", "the file holds more than one YAML document",
+    diag->add_at(in_file(second), "", "the file holds more than one YAML document",
                  "keep one document: remove this line and what follows it");
     return std::nullopt;
   }
   auto first = first_content(text);
   if (root.IsNull() && first && first->second == ',') {  // yaml-cpp reads a stray ',' as null
-    diag->add_at(first->first, "", "YAML syntax error: unexpected ','", hint);
+    diag->add_at(in_file(first->first), "", "YAML syntax error: unexpected ','", hint);
     return std::nullopt;
   }
   return root;
@@ -325,11 +335,11 @@ std::optional<YAML::Node> load_yaml(const std::string& text, Diagnostics* diag) 
 
 }  // namespace
 
-std::optional<Value> read_yaml(const std::string& text, Diagnostics* diag) {
-  std::optional<YAML::Node> root = load_yaml(text, diag);
+std::optional<Value> read_yaml(const std::string& text, Diagnostics* diag, int file) {
+  std::optional<YAML::Node> root = load_yaml(text, diag, file);
   if (!root) return std::nullopt;
-  diag->set_loc("", Loc{1, 1});
-  YamlReader reader(diag);
+  diag->set_loc("", Loc{1, 1, file});
+  YamlReader reader(diag, file);
   Value doc = reader.read(*root, "", 0);
   if (reader.limit_hit()) return std::nullopt;  // the tree is incomplete
   return doc;

@@ -27,8 +27,9 @@ struct ConnectorRegistry::Impl {
   mutable std::mutex mu;
   std::mutex load_mu;  // one plugin load at a time: a library is loaded and registered once
   std::map<std::string, ConnectorType, std::less<>> types;
-  std::map<std::string, Status> plugins;  // by path: the result of loading it
-  std::optional<Status> env_plugins;      // the result of load_env_plugins
+  std::map<std::string, std::string, std::less<>> aliases;  // alias -> name
+  std::map<std::string, Status> plugins;                    // by path: the result of loading it
+  std::optional<Status> env_plugins;                        // the result of load_env_plugins
 };
 
 ConnectorRegistry::ConnectorRegistry() : impl_(std::make_unique<Impl>()) {}
@@ -39,8 +40,17 @@ Status ConnectorRegistry::register_type(ConnectorType type) {
     return Status::InvalidArgument("connector type needs a name, validate and create");
   }
   std::lock_guard lock(impl_->mu);
-  if (impl_->types.contains(type.name)) {
+  auto taken = [&](const std::string& n) {
+    return impl_->types.contains(n) || impl_->aliases.contains(n);
+  };
+  if (taken(type.name)) {
     return Status::InvalidArgument("connector type '" + type.name + "' is already registered");
+  }
+  for (const std::string& alias : type.aliases) {
+    if (taken(alias) || alias == type.name) {
+      return Status::InvalidArgument("connector type '" + type.name + "': its alias '" + alias +
+                                     "' is already registered");
+    }
   }
   if (type.capabilities.automatic) {
     for (const auto& [name, t] : impl_->types) {
@@ -50,6 +60,7 @@ Status ConnectorRegistry::register_type(ConnectorType type) {
       }
     }
   }
+  for (const std::string& alias : type.aliases) impl_->aliases.emplace(alias, type.name);
   std::string name = type.name;
   impl_->types.emplace(std::move(name), std::move(type));
   return Status::Ok();
@@ -57,6 +68,7 @@ Status ConnectorRegistry::register_type(ConnectorType type) {
 
 const ConnectorType* ConnectorRegistry::find(std::string_view name) const {
   std::lock_guard lock(impl_->mu);
+  if (auto a = impl_->aliases.find(name); a != impl_->aliases.end()) name = a->second;
   auto it = impl_->types.find(name);
   return it == impl_->types.end() ? nullptr : &it->second;
 }

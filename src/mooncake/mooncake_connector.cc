@@ -267,6 +267,7 @@ void MooncakeConnector::forget(const std::string& key) {
 ConnectorType mooncake_connector_type() {
   ConnectorType t;
   t.name = "MooncakeConnector";
+  t.aliases = {"MooncakeStoreConnector"};  // vllm-omni's name for it since 2026
   t.capabilities.scoped_by_namespace = true;
   t.capabilities.reaches_other_hosts = true;
   // Mooncake's threads do not survive fork, and a forked child cannot start it again.

@@ -19,6 +19,14 @@ std::string key_for(const ExtraReader& r, std::initializer_list<const char*> key
   return *keys.begin();
 }
 
+// The smallest ring of at least `fallback` bytes that holds two inline records of `threshold`
+// bytes (with their key and header), in whole 64 KiB.
+uint64_t ring_for_threshold(uint64_t threshold, uint64_t fallback) {
+  constexpr uint64_t kStep = 64 * 1024;
+  uint64_t need = (2 * (threshold + 4096) + kStep - 1) / kStep * kStep;
+  return need > fallback ? need : fallback;
+}
+
 void check_relations(const ShmOptions& o, ExtraReader* r) {
   using Kind = FieldError::Kind;
   if (o.max_payload_bytes < o.threshold_bytes) {
@@ -57,7 +65,8 @@ FieldErrors read_shm_options(const Value& extra, ShmOptions* out) {
   o.arena_bytes = arena;
   o.max_payload_bytes = max_payload;
   o.max_inflight = inflight;
-  o.ring_bytes = ring;
+  // The ring follows the threshold unless set: an inline record must fit half of it.
+  o.ring_bytes = r.has("ring_bytes") ? ring : ring_for_threshold(threshold, ring);
   o.spin_us = static_cast<uint32_t>(spin);
   check_relations(o, &r);
   *out = o;

@@ -56,6 +56,24 @@ TEST(Registry, RefusesIncompleteDuplicateAndSecondAutomaticTypes) {
   EXPECT_EQ(r.find("B"), nullptr);
 }
 
+// vllm-omni renamed MooncakeConnector to MooncakeStoreConnector: a type may have aliases.
+TEST(Registry, AliasesFindTheTypeAndAreNotListed) {
+  ConnectorRegistry r;
+  ConnectorType t = test_type("Store");
+  t.aliases = {"StoreConnector"};
+  ASSERT_TRUE(r.register_type(t).ok());
+  ASSERT_NE(r.find("StoreConnector"), nullptr);
+  EXPECT_EQ(r.find("StoreConnector")->name, "Store");
+  EXPECT_EQ(r.type_names(), (std::vector<std::string>{"Store"}));
+  Status taken = r.register_type(test_type("StoreConnector"));
+  EXPECT_EQ(taken.code(), StatusCode::kInvalidArgument);
+  ConnectorType clash = test_type("Other");
+  clash.aliases = {"Store"};
+  EXPECT_NE(r.register_type(clash).message().find("its alias 'Store' is already registered"),
+            std::string::npos);
+  EXPECT_EQ(r.find("Other"), nullptr);  // refused whole
+}
+
 TEST(Registry, UnknownTypeNamesTheRegisteredOnes) {
   ConnectorRegistry r;
   ASSERT_TRUE(r.register_type(test_type("A")).ok());
