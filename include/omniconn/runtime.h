@@ -44,6 +44,7 @@ struct EdgeReport {
   double p50_ms = 0, p99_ms = 0, max_ms = 0;
   double mb_per_s = 0;  // bytes / wall time
   int64_t errors = 0;
+  int64_t inline_payloads = 0;  // of `requests`, those that travelled inline
 };
 
 struct StageReport {

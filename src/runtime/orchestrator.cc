@@ -332,6 +332,10 @@ RunReport Orchestrator::report() const {
         er.p99_ms = percentile(lat, 0.99);
         er.max_ms = percentile(lat, 1.0);
       }
+      for (const json& s : p.stats.value("sent", json::array())) {
+        if (s.value("from", "") != e.from || s.value("to", "") != e.to) continue;
+        er.inline_payloads += s.value("inline", int64_t{0});
+      }
     }
     er.mb_per_s = wall_s_ > 0 ? static_cast<double>(er.bytes) / 1e6 / wall_s_ : 0;
     r.edges.push_back(er);

@@ -38,13 +38,14 @@ std::string lpad(const std::string& s, size_t w) {
 std::string format_report(const RunReport& r) {
   std::string out =
       "edge      connector                             requests       bytes"
-      "   p50 ms   p99 ms   max ms      MB/s  errors\n";
+      "   p50 ms   p99 ms   max ms      MB/s  errors  inline\n";
   for (const EdgeReport& e : r.edges) {
     out += pad(e.from + " -> " + e.to, 10) + pad(e.connector, 36) +
            lpad(std::to_string(e.requests), 10) +
            lpad(human_bytes(static_cast<double>(e.bytes)), 12) + lpad(fmt("%.3f", e.p50_ms), 9) +
            lpad(fmt("%.3f", e.p99_ms), 9) + lpad(fmt("%.3f", e.max_ms), 9) +
-           lpad(fmt("%.1f", e.mb_per_s), 10) + lpad(std::to_string(e.errors), 8) + "\n";
+           lpad(fmt("%.1f", e.mb_per_s), 10) + lpad(std::to_string(e.errors), 8) +
+           lpad(std::to_string(e.inline_payloads), 8) + "\n";
   }
   out += "\nstage  name        pid      requests  peak RSS\n";
   for (const StageReport& s : r.stages) {
@@ -70,7 +71,8 @@ std::string report_json(const RunReport& r, const PipelineConfig& config, const 
                      {"p99_ms", e.p99_ms},
                      {"max_ms", e.max_ms},
                      {"mb_per_s", e.mb_per_s},
-                     {"errors", e.errors}});
+                     {"errors", e.errors},
+                     {"inline", e.inline_payloads}});
   }
   for (const StageReport& s : r.stages) {
     stages.push_back({{"stage", s.id},

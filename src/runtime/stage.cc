@@ -305,11 +305,14 @@ json Stage::stats() const {
                      {"errors", s.errors},
                      {"lat_ns", s.lat_ns}});
   }
-  return {{"stage", plan_.stage->id},
-          {"rss_kb", ru.ru_maxrss},
-          {"requests", requests},
-          {"output_bytes", output_bytes_},
-          {"edges", edges}};
+  json sent = json::array();  // what the sending side alone knows
+  for (size_t k = 0; k < out_.size(); ++k) {
+    sent.push_back({{"from", plan_.outputs[k]->from},
+                    {"to", plan_.outputs[k]->to},
+                    {"inline", out_[k]->metrics().inline_payloads}});
+  }
+  return {{"stage", plan_.stage->id},      {"rss_kb", ru.ru_maxrss}, {"requests", requests},
+          {"output_bytes", output_bytes_}, {"edges", edges},         {"sent", sent}};
 }
 
 }  // namespace

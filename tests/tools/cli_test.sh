@@ -111,6 +111,103 @@ else
 fi
 
 
+# The deploy schema vllm-omni ships today: no edges in the file, --edges on the command line.
+cat >"$tmp/deploy.yaml" <<'YAML'
+pipeline: three_stages
+connectors:
+  shm:
+    name: SharedMemoryConnector
+    extra: {codec_streaming: true, codec_chunk_frames: 25}
+stages:
+  - {stage_id: 0, engine_args: {model_stage: thinker}}
+  - {stage_id: 1, engine_args: {model_stage: talker}}
+  - {stage_id: 2, engine_args: {model_stage: code2wav}}
+YAML
+"$bin" validate "$tmp/deploy.yaml" >"$tmp/out" 2>&1
+check "deploy without edges: validate exits 0" test $? -eq 0
+check "deploy without edges: says so" grep -q 'defines no edges' "$tmp/out"
+check "deploy without edges: names the pipeline" grep -q "pipeline 'three_stages'" "$tmp/out"
+"$bin" run "$tmp/deploy.yaml" --requests 5 >"$tmp/out" 2>&1
+check "deploy without edges: run exits 2" test $? -eq 2
+check "deploy without edges: run gives the --edges hint" grep -q -- '--edges 0:1,1:2' "$tmp/out"
+"$bin" run "$tmp/deploy.yaml" --edges 0:1,1:2 --requests 20 --tokens 16 \
+  --json "$tmp/deploy.json" >"$tmp/out" 2>&1
+check "deploy with --edges: run exits 0" test $? -eq 0
+check "deploy with --edges: every request" grep -q '"requests_done": 20' "$tmp/deploy.json"
+"$bin" run "$tmp/deploy.yaml" --edges 0:1,1:9 --requests 5 >"$tmp/out" 2>&1
+check "bad --edges: exits 2" test $? -eq 2
+check "bad --edges: names it" grep -q -- '--edges\[1\]: stage 9 does not exist' "$tmp/out"
+
+# Unknown extra keys are notes; --strict makes them errors.
+cat >"$tmp/notes.yaml" <<'YAML'
+connectors:
+  shm: {name: SharedMemoryConnector, extra: {codec_streaming: true}}
+stages:
+  - {stage_id: 0, output_connectors: {to_stage_1: shm}}
+  - {stage_id: 1}
+YAML
+"$bin" validate "$tmp/notes.yaml" >"$tmp/out" 2>&1
+check "unknown key: validate exits 0" test $? -eq 0
+check "unknown key: a note with its path and line" \
+  grep -q 'note: .*notes.yaml:2:.*connectors.shm.extra.codec_streaming: not used by' "$tmp/out"
+"$bin" validate --strict "$tmp/notes.yaml" >"$tmp/out" 2>&1
+check "unknown key, --strict: exits 2" test $? -eq 2
+
+# validate --json, parsed back.
+py=/usr/bin/python3
+[ -x "$py" ] || py=python3
+"$bin" validate --json "$tmp/notes.yaml" >"$tmp/v.json" 2>"$tmp/err"
+check "validate --json exits 0" test $? -eq 0
+check "validate --json writes nothing on stderr" test ! -s "$tmp/err"
+"$py" - "$tmp/v.json" <<'PY' >"$tmp/out" 2>&1
+import json, sys
+j = json.load(open(sys.argv[1]))
+assert j["ok"] is True and j["schema"] == "deploy", j
+assert [(e["from"], e["to"], e["type"], e["connector"]) for e in j["edges"]] == \
+    [("0", "1", "SharedMemoryConnector", "shm")], j["edges"]
+assert j["connectors"]["shm"]["extra"] == {"codec_streaming": True}, j["connectors"]
+assert j["connectors"]["shm"]["edges"] == ["0->1"], j["connectors"]
+assert [(n["key_path"], n["line"]) for n in j["notes"]] == \
+    [("connectors.shm.extra.codec_streaming", 2)], j["notes"]
+assert j["errors"] == [] and [s["stage_id"] for s in j["stages"]] == [0, 1]
+print("json ok")
+PY
+check "validate --json: stages, edges, connectors and notes" grep -q 'json ok' "$tmp/out"
+"$bin" validate --json "$tmp/bad.yaml" >"$tmp/v.json" 2>/dev/null
+check "validate --json, invalid: exits 2" test $? -eq 2
+"$py" -c 'import json,sys; j=json.load(open(sys.argv[1])); assert not j["ok"] and len(j["errors"]) >= 2 and j["errors"][0]["line"] == 3, j' \
+  "$tmp/v.json"
+check "validate --json, invalid: the errors with their lines" test $? -eq 0
+
+# A connector type vllm-omni has and omniconn lacks: named, with omniconn's types; exit 2.
+cat >"$tmp/te.yaml" <<'YAML'
+connectors:
+  rdma: {name: MooncakeTransferEngineConnector, extra: {host: auto}}
+stages:
+  - {stage_id: 0, output_connectors: {to_stage_1: rdma}}
+  - {stage_id: 1}
+YAML
+"$bin" validate "$tmp/te.yaml" >"$tmp/out" 2>&1
+check "unsupported type: exits 2" test $? -eq 2
+check "unsupported type: names type, path and omniconn's types" \
+  grep -q "te.yaml:2:.*connectors.rdma.name: connector type 'MooncakeTransferEngineConnector' .*omniconn has MooncakeConnector, SharedMemoryConnector" "$tmp/out"
+
+# shm_threshold_bytes alone, at the documented maximum: payloads up to it travel inline.
+cat >"$tmp/threshold.yaml" <<'YAML'
+connectors:
+  big: {name: SharedMemoryConnector, extra: {shm_threshold_bytes: 16777216}}
+stages:
+  - {stage_id: 0, output_connectors: {to_stage_1: big}}
+  - {stage_id: 1, output_connectors: {to_stage_2: big}}
+  - {stage_id: 2}
+YAML
+"$bin" run "$tmp/threshold.yaml" --requests 20 --tokens 512 --json "$tmp/thr.json" \
+  >"$tmp/out" 2>&1
+check "threshold alone: run exits 0" test $? -eq 0
+"$py" -c 'import json,sys; e=json.load(open(sys.argv[1]))["edges"]; assert [x["inline"] for x in e] == [20, 20] and e[0]["bytes"] > 20 * 7 * 2**20, e' \
+  "$tmp/thr.json" >"$tmp/out" 2>&1
+check "threshold alone: every payload (7 MiB hidden states) inline" test $? -eq 0
+
 # A connector type from a plugin library, named beside the connector or by OMNICONN_PLUGINS.
 if [[ -n "$plugin" ]]; then
   plugin_yaml() {  # plugin_yaml LINE: the pipeline on FileConnector edges
