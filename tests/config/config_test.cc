@@ -97,6 +97,42 @@ TEST(ConfigExamples, Qwen25OmniGetsAutomaticShm) {
   EXPECT_EQ(*c.raw.find("runtime")->find("defaults")->find("window_size"), Value(-1));
 }
 
+// The same pipelines in both schemas resolve to the same edges and connectors.
+TEST(ConfigExamples, DeploySchemaExamplesMatchTheirStageArgsTwins) {
+  for (const char* name :
+       {"qwen2_5_omni.yaml", "qwen2_5_omni_mooncake.yaml", "shm_threshold.yaml"}) {
+    SCOPED_TRACE(name);
+    ConfigLoad old_schema = load_pipeline_config(example(name));
+    ConfigLoad deploy = load_pipeline_config(example(std::string("deploy/") + name));
+    ASSERT_TRUE(old_schema.ok()) << dump(old_schema);
+    ASSERT_TRUE(deploy.ok()) << dump(deploy);
+    EXPECT_EQ(old_schema.config.schema, "stage_args");
+    EXPECT_EQ(deploy.config.schema, "deploy");
+    EXPECT_EQ(edge_lines(deploy.config), edge_lines(old_schema.config));
+    for (size_t i = 0; i < deploy.config.edges.size(); ++i) {
+      for (const char* key : {"shm_threshold_bytes", "segment", "localbuf"}) {
+        EXPECT_EQ(extra_int(deploy.config.edges[i], key),
+                  extra_int(old_schema.config.edges[i], key))
+            << key;
+      }
+    }
+  }
+  ConfigLoad mc = load_pipeline_config(example("deploy/qwen2_5_omni_mooncake.yaml"));
+  ASSERT_EQ(mc.config.files.size(), 2u);  // inherits deploy/qwen2_5_omni.yaml
+  EXPECT_EQ(mc.config.pipeline, "qwen2_5_omni");
+  EXPECT_EQ(mc.config.stage("2")->final_output_type, "audio");  // from the base
+  EXPECT_EQ(*mc.config.edges[0].flow.find("max_inflight"), Value(1));
+  LoadOptions npu;
+  npu.platform = "npu";
+  ConfigLoad on_npu = load_pipeline_config(example("deploy/qwen2_5_omni.yaml"), npu);
+  ASSERT_TRUE(on_npu.ok()) << dump(on_npu);
+  EXPECT_EQ(*on_npu.config.stage("2")->raw.find("devices"), Value("2"));
+  EXPECT_EQ(*load_pipeline_config(example("deploy/qwen2_5_omni.yaml"))
+                 .config.stage("2")
+                 ->raw.find("devices"),
+            Value("0"));
+}
+
 TEST(ConfigExamples, Qwen25OmniMooncakeOnBothEdges) {
   ConfigLoad load = load_pipeline_config(example("qwen2_5_omni_mooncake.yaml"));
   ASSERT_TRUE(load.ok()) << dump(load);

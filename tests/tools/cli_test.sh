@@ -16,7 +16,7 @@ check() {  # check NAME CONDITION...
   if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL: $name"; fi
 }
 
-for f in "$src"/examples/*.yaml; do
+for f in "$src"/examples/*.yaml "$src"/examples/deploy/*.yaml; do
   "$bin" validate "$f" >"$tmp/out" 2>&1
   check "validate $(basename "$f") exits 0" test $? -eq 0
   check "validate $(basename "$f") prints edges" grep -q -- '->' "$tmp/out"
