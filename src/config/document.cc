@@ -271,7 +271,8 @@ class Resolver {
   std::optional<Value> read_chain(const std::string& text, int file);
   std::optional<Value> inherit(Value doc, const Value& ref, int file);
   void apply_platform(Value* doc);
-  void apply_platform_stage(Value::List* stages, const Value& ps, const std::string& path);
+  void apply_platform_stage(Value::List* stages, const std::string& list, const Value& ps,
+                            const std::string& path);
   void expand_settings(Value* doc);
 
   Diagnostics* diag_;
@@ -373,21 +374,22 @@ void Resolver::apply_platform(Value* doc) {
   std::string path = join_key("platforms", options_.platform);
   const Value* ps = plat->find("stages");
   Value::Map* top = doc->as_map();
-  auto st = top->find("stages");
+  auto st = top->find(top->contains("stage_args") ? "stage_args" : "stages");
   if (ps == nullptr || ps->as_list() == nullptr || st == top->end() ||
       st->second.as_list() == nullptr) {
     return;
   }
   Value overrides = *ps;  // `doc` changes below
   for (size_t i = 0; i < overrides.as_list()->size(); ++i) {
-    apply_platform_stage(st->second.as_list(), (*overrides.as_list())[i],
+    apply_platform_stage(st->second.as_list(), st->first, (*overrides.as_list())[i],
                          join_index(join_key(path, "stages"), i));
   }
 }
 
 // vllm-omni's _apply_platform_overrides for one stage entry: a nested `engine_args:` layout or
 // the flat one, fields replaced, the deep-merged maps updated key by key.
-void Resolver::apply_platform_stage(Value::List* stages, const Value& ps, const std::string& path) {
+void Resolver::apply_platform_stage(Value::List* stages, const std::string& list, const Value& ps,
+                                    const std::string& path) {
   const Value* id = ps.find("stage_id");
   if (id == nullptr || !id->as_int()) {
     diag_->add(path + ".stage_id", "a platform override names no stage_id",
@@ -401,7 +403,7 @@ void Resolver::apply_platform_stage(Value::List* stages, const Value& ps, const 
     const Value* nested = ps.find("engine_args");
     const Value& fields = nested != nullptr && nested->is_map() ? *nested : ps;
     std::string fields_path = &fields == &ps ? path : join_key(path, "engine_args");
-    std::string to = join_index("stages", i);
+    std::string to = join_index(list, i);
     for (const auto& [key, value] : *fields.as_map()) {
       if (key == "stage_id") continue;
       Value& slot = (*stage.as_map())[key];
