@@ -726,7 +726,6 @@ void ConfigBuilder::make_edges(const std::set<EdgeKey>& bad) {
 void parse_into(const std::string& text, const LoadOptions& options, Diagnostics* diag,
                 PipelineConfig* out) {
   std::optional<Value> doc = resolve_document(text, options, diag);
-  out->files = diag->files();
   out->platform = options.platform;
   if (!doc) return;
   out->raw = std::move(*doc);
@@ -762,6 +761,7 @@ ConfigLoad parse_pipeline_config(const std::string& yaml_text, const std::string
   } catch (...) {
     diag.add_at({}, "", "internal error while reading the config");
   }
+  load.config.files = diag.files();
   config::sort_errors(diag.files(), &load.errors);
   config::sort_errors(diag.files(), &load.notes);
   return load;

@@ -11,6 +11,10 @@
 #pragma GCC diagnostic pop
 #endif
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
@@ -346,9 +350,23 @@ std::optional<Value> read_yaml(const std::string& text, Diagnostics* diag, int f
 }
 
 std::optional<std::string> read_file(const std::string& path, std::string* error) {
-  FILE* f = std::fopen(path.c_str(), "rb");
+  // Opened without blocking and checked first: a FIFO or a device must not hang the loader.
+  int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) {
+    *error = std::strerror(errno);
+    return std::nullopt;
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    *error = "not a regular file";
+    ::close(fd);
+    return std::nullopt;
+  }
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+  FILE* f = ::fdopen(fd, "rb");
   if (f == nullptr) {
     *error = std::strerror(errno);
+    ::close(fd);
     return std::nullopt;
   }
   std::string text;
