@@ -41,6 +41,13 @@ struct Descriptor {
   std::string bytes;
 };
 
+// How a reader wants a payload's memory.
+struct GetOptions {
+  // The view's bytes may be written through a const_cast: a type maps them copy-on-write (the
+  // writes stay in this view) or copies them. Off: the memory may be mapped read-only.
+  bool writable = false;
+};
+
 // A read-only view of a received payload. The memory stays valid (and its transport space
 // stays reserved) until the last copy of the view is destroyed or release() is called.
 class PayloadView {
@@ -94,6 +101,14 @@ class Connector {
   // NotFound for a payload already taken or cleaned up; Corrupt / InvalidArgument for bytes
   // that are not an intact descriptor of this connector type.
   virtual Result<PayloadView> get(const Descriptor& descriptor, Deadline deadline) = 0;
+  virtual Result<PayloadView> get(const Descriptor& descriptor, Deadline deadline,
+                                  const GetOptions& options) = 0;
+  // Descriptor mode without the descriptor: the payload put (put or commit, not send) under
+  // `key` by any writer this connector can reach (same namespace), taken once. Waits for it
+  // until `deadline`, then Timeout with why nothing was found; InvalidArgument for a type that
+  // cannot look payloads up by key.
+  virtual Result<PayloadView> get(const PayloadKey& key, Deadline deadline,
+                                  const GetOptions& options) = 0;
 
   // Zero-copy write path. A full transport blocks until `deadline`, then ResourceExhausted.
   virtual Result<Loan> loan(size_t nbytes, Deadline deadline) = 0;

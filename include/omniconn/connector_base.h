@@ -53,6 +53,10 @@ class ConnectorBase : public Connector {
   Result<Descriptor> put(const PayloadKey& key, const PayloadBuilder& payload,
                          Deadline deadline) final;
   Result<PayloadView> get(const Descriptor& descriptor, Deadline deadline) final;
+  Result<PayloadView> get(const Descriptor& descriptor, Deadline deadline,
+                          const GetOptions& options) final;
+  Result<PayloadView> get(const PayloadKey& key, Deadline deadline,
+                          const GetOptions& options) final;
   Result<Loan> loan(size_t nbytes, Deadline deadline) final;
   Result<Descriptor> commit(Loan loan, const PayloadKey& key, Deadline deadline) final;
   Status send(const PayloadKey& key, const PayloadBuilder& payload, Deadline deadline) final;
@@ -82,6 +86,16 @@ class ConnectorBase : public Connector {
   // from in channel mode, nullptr in descriptor mode.
   virtual Result<PayloadView> take(std::string_view descriptor, Deadline deadline,
                                    DescriptorReceiver* queue) = 0;
+  // Descriptor mode (take with queue == nullptr) with options. The default: take, then a
+  // private copy when the view must be writable.
+  virtual Result<PayloadView> take_with(std::string_view descriptor, Deadline deadline,
+                                        const GetOptions& options);
+  // Descriptor mode only (put, commit): makes a published payload findable by its key; may
+  // replace p->descriptor. A failure fails the put (the payload is withdrawn). Default: nothing.
+  virtual Status index(const PayloadKey& key, Published* p);
+  // The payload put under `key` (see Connector::get by key). Default: InvalidArgument.
+  virtual Result<PayloadView> take_key(const PayloadKey& key, Deadline deadline,
+                                       const GetOptions& options);
   // Takes back a published payload that will never be delivered (its push failed).
   virtual void withdraw(std::string_view descriptor) = 0;
   virtual Result<std::unique_ptr<DescriptorSender>> open_sender(std::string_view from,
@@ -119,6 +133,7 @@ class ConnectorBase : public Connector {
         timeouts{0}, errors{0};
   };
 
+  Result<Descriptor> indexed(const PayloadKey& key, Result<Published> p);
   Status counted(Status st);
   void count_out(const Published& p, std::atomic<uint64_t>* calls);
   Result<PayloadView> count_in(Result<PayloadView> view);

@@ -24,7 +24,7 @@
 #include "omniconn/version.h"
 
 // Bumped whenever a change to the public headers breaks plugins built against older ones.
-#define OMNICONN_PLUGIN_ABI 1
+#define OMNICONN_PLUGIN_ABI 2  // 2: Connector::get with GetOptions, by key
 
 // The C++ standard library the plugin was compiled against: classes cross the boundary.
 #if defined(_LIBCPP_VERSION)

@@ -48,19 +48,40 @@ Result<PayloadView> ConnectorBase::count_in(Result<PayloadView> view) {
   return view;
 }
 
-Result<Descriptor> ConnectorBase::put(const PayloadKey& key, const PayloadBuilder& payload,
-                                      Deadline deadline) {
-  auto p = publish(key, payload, deadline);
+// Descriptor mode's payloads are findable by key too; one that cannot be is withdrawn.
+Result<Descriptor> ConnectorBase::indexed(const PayloadKey& key, Result<Published> p) {
   if (!p.ok()) return counted(p.status());
+  if (Status st = index(key, &*p); !st.ok()) {
+    withdraw(p->descriptor);
+    return counted(st);
+  }
   count_out(*p, &c_.puts);
   return Descriptor{std::move(p->descriptor)};
 }
 
+Result<Descriptor> ConnectorBase::put(const PayloadKey& key, const PayloadBuilder& payload,
+                                      Deadline deadline) {
+  return indexed(key, publish(key, payload, deadline));
+}
+
 Result<Descriptor> ConnectorBase::commit(Loan loan, const PayloadKey& key, Deadline deadline) {
-  auto p = publish_loan(std::move(loan), key, deadline);
-  if (!p.ok()) return counted(p.status());
-  count_out(*p, &c_.puts);
-  return Descriptor{std::move(p->descriptor)};
+  return indexed(key, publish_loan(std::move(loan), key, deadline));
+}
+
+Status ConnectorBase::index(const PayloadKey&, Published*) {
+  return Status::Ok();
+}
+
+Result<PayloadView> ConnectorBase::take_with(std::string_view descriptor, Deadline deadline,
+                                             const GetOptions& options) {
+  auto view = take(descriptor, deadline, nullptr);
+  if (!view.ok() || !options.writable) return view;
+  return PayloadView::copy(view->key(), view->bytes());
+}
+
+Result<PayloadView> ConnectorBase::take_key(const PayloadKey&, Deadline, const GetOptions&) {
+  return Status::InvalidArgument(std::string(type_name()) +
+                                 " cannot look payloads up by key: pass the put's descriptor");
 }
 
 Result<Loan> ConnectorBase::loan(size_t nbytes, Deadline deadline) {
@@ -70,7 +91,17 @@ Result<Loan> ConnectorBase::loan(size_t nbytes, Deadline deadline) {
 }
 
 Result<PayloadView> ConnectorBase::get(const Descriptor& descriptor, Deadline deadline) {
-  return count_in(take(descriptor.bytes, deadline, nullptr));
+  return count_in(take_with(descriptor.bytes, deadline, GetOptions{}));
+}
+
+Result<PayloadView> ConnectorBase::get(const Descriptor& descriptor, Deadline deadline,
+                                       const GetOptions& options) {
+  return count_in(take_with(descriptor.bytes, deadline, options));
+}
+
+Result<PayloadView> ConnectorBase::get(const PayloadKey& key, Deadline deadline,
+                                       const GetOptions& options) {
+  return count_in(take_key(key, deadline, options));
 }
 
 Metrics ConnectorBase::metrics() const {

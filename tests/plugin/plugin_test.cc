@@ -49,7 +49,7 @@ void expect_refused(const char* path, std::initializer_list<const char*> parts) 
 
 TEST(Plugin, AnotherPluginAbiIsRefusedWithWhatToDo) {
   expect_refused(OMNICONN_BAD_ABI_PLUGIN,
-                 {"built for omniconn plugin ABI 2", "this omniconn has ABI 1",
+                 {"built for omniconn plugin ABI 3", "this omniconn has ABI 2",
                   "rebuild the plugin against the headers of omniconn " OMNICONN_VERSION_STRING});
 }
 
