@@ -3,13 +3,16 @@
 // its registry entry.
 #include "omniconn/shm_connector.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <thread>
 
 #include "omniconn/connector_base.h"
 #include "shm/shm_allocator.h"
 #include "shm/shm_descriptor.h"
+#include "shm/shm_key_index.h"
 #include "shm/shm_options.h"
 #include "shm/shm_reader.h"
 #include "shm/shm_ring.h"
@@ -62,15 +65,30 @@ Result<size_t> seal_loan(ShmLoan* loan) {
   return static_cast<size_t>(total);
 }
 
+// A lookup by key that found its payload finishes taking it, even past a deadline of "now"
+// (vllm-omni polls with get and no wait): at most this much longer.
+constexpr auto kClaimedTakeBudget = std::chrono::seconds(1);
+
+// Whether a failed take by key leaves the entry gone for good (taken, cleaned up, bad, or its
+// writer dead) rather than worth putting back (timeout, no memory).
+bool entry_is_dead(StatusCode code) {
+  return code == StatusCode::kNotFound || code == StatusCode::kCorrupt ||
+         code == StatusCode::kInvalidArgument || code == StatusCode::kUnavailable;
+}
+
 class ShmConnector final : public ConnectorBase {
  public:
   explicit ShmConnector(const ShmOptions& o)
-      : options_(o), producer_id_(random_u64()), allocator_(o, producer_id_) {}
+      : options_(o),
+        producer_id_(random_u64()),
+        allocator_(o, producer_id_),
+        index_(o.name_space) {}
   ~ShmConnector() override { close_queues(); }  // the rings first; then the server, the arena
 
   std::string_view type_name() const override { return "SharedMemoryConnector"; }
   Status cleanup(std::string_view request_id) override {
     allocator_.cleanup(request_id);
+    index_.remove_request(request_id);
     return Status::Ok();
   }
   Status health() override {
@@ -89,6 +107,11 @@ class ShmConnector final : public ConnectorBase {
   Result<Published> publish_loan(Loan loan, const PayloadKey& key, Deadline deadline) override;
   Result<PayloadView> take(std::string_view descriptor, Deadline deadline,
                            DescriptorReceiver* queue) override;
+  Result<PayloadView> take_with(std::string_view descriptor, Deadline deadline,
+                                const GetOptions& options) override;
+  Status index(const PayloadKey& key, Published* p) override;
+  Result<PayloadView> take_key(const PayloadKey& key, Deadline deadline,
+                               const GetOptions& options) override;
   void withdraw(std::string_view descriptor) override;
   Result<std::unique_ptr<DescriptorSender>> open_sender(std::string_view from,
                                                         std::string_view to) override;
@@ -106,6 +129,9 @@ class ShmConnector final : public ConnectorBase {
   Result<Block> allocate(size_t nbytes, Deadline deadline);
   Result<Published> publish_inline(const PayloadKey& key, const PayloadBuilder& payload, size_t n);
   Result<Published> publish_block(ShmLoan* loan, const PayloadKey& key, size_t size);
+  Result<PayloadView> take_decoded(const DecodedDescriptor& d, Deadline deadline, bool writable);
+  Result<PayloadView> take_entry(const PayloadKey& key, const IndexEntry& e, Deadline deadline,
+                                 bool writable);
 
   const ShmOptions options_;
   const uint64_t producer_id_;
@@ -115,6 +141,7 @@ class ShmConnector final : public ConnectorBase {
   std::unique_ptr<ShmServer> server_;  // after allocator_: it serves the allocator's segments
   Status fatal_;                       // why the server could not start
   LinkTable links_;
+  KeyIndex index_;  // last: its entries go first, while the server still runs
 };
 
 // Readers reach this writer's payloads through its server: it runs before the first payload
@@ -200,9 +227,77 @@ Result<PayloadView> ShmConnector::take(std::string_view descriptor, Deadline dea
   if (d->is_inline) return PayloadView::copy(std::move(d->key), d->inline_bytes);
   if (queue != nullptr)
     return take_payload(static_cast<EdgeReceiver*>(queue)->link(), *d, deadline);
-  auto link = links_.get(d->ref.producer_id, deadline);
-  if (!link.ok()) return link.status().WithContext("payload " + d->key.str());
-  return take_payload(**link, *d, deadline);
+  return take_decoded(*d, deadline, false);
+}
+
+Result<PayloadView> ShmConnector::take_decoded(const DecodedDescriptor& d, Deadline deadline,
+                                               bool writable) {
+  if (d.is_inline) return PayloadView::copy(d.key, d.inline_bytes);  // private memory
+  auto link = links_.get(d.ref.producer_id, deadline);
+  if (!link.ok()) return link.status().WithContext("payload " + d.key.str());
+  return take_payload(**link, d, deadline, writable);
+}
+
+// Descriptor mode: the payload's key index entry goes with it.
+Result<PayloadView> ShmConnector::take_with(std::string_view descriptor, Deadline deadline,
+                                            const GetOptions& options) {
+  auto d = decode_descriptor(bytes_of(descriptor));
+  if (!d.ok()) return d.status();
+  auto view = take_decoded(*d, deadline, options.writable);
+  if (view.ok()) index_.remove_if(d->key, descriptor);
+  return view;
+}
+
+Status ShmConnector::index(const PayloadKey& key, Published* p) {
+  OMNICONN_RETURN_IF_ERROR(ensure_server());  // readers by key check that the writer lives
+  return index_.publish(key, producer_id_, p->descriptor);
+}
+
+// An entry is only as good as its writer: a dead writer's entry is refused, even inline.
+Result<PayloadView> ShmConnector::take_entry(const PayloadKey& key, const IndexEntry& e,
+                                             Deadline deadline, bool writable) {
+  auto d = decode_descriptor(bytes_of(e.descriptor));
+  if (!d.ok()) return d.status();
+  if (d->key != key || (!d->is_inline && d->ref.producer_id != e.producer_id)) {
+    return Status::Corrupt("key index entry for '" + key.str() + "' names another payload");
+  }
+  auto link = links_.get(e.producer_id, deadline);
+  if (!link.ok()) return link.status().WithContext("payload " + key.str());
+  if ((*link)->hung_up()) {
+    return Status::Unavailable("payload " + key.str() + ": its writer process is gone");
+  }
+  return take_decoded(*d, deadline, writable);
+}
+
+// Polls the index (sleeps from 20 us growing to 1 ms) until an entry is claimed and its
+// payload taken, or the deadline. Dead entries are dropped and the search goes on.
+Result<PayloadView> ShmConnector::take_key(const PayloadKey& key, Deadline deadline,
+                                           const GetOptions& options) {
+  OMNICONN_RETURN_IF_ERROR(check_key(key));
+  std::string refused;
+  auto pause = std::chrono::microseconds(20);
+  for (;;) {
+    OMNICONN_ASSIGN_OR_RETURN(auto entry, index_.claim(key));
+    if (entry) {
+      auto view = take_entry(key, *entry, std::max(deadline, Clock::now() + kClaimedTakeBudget),
+                             options.writable);
+      if (view.ok()) return view;
+      if (!entry_is_dead(view.status().code())) {
+        index_.restore(key, *entry);
+        return view.status();
+      }
+      refused = view.status().message();
+      continue;
+    }
+    auto now = Clock::now();
+    if (now >= deadline) {
+      return Status::Timeout("no payload put under key " + key.str() + " (namespace '" +
+                             options_.name_space + "') before the deadline" +
+                             (refused.empty() ? "" : "; refused one: " + refused));
+    }
+    std::this_thread::sleep_for(std::min<Clock::duration>(pause, deadline - now));
+    pause = std::min(pause * 2, std::chrono::microseconds(1000));
+  }
 }
 
 void ShmConnector::withdraw(std::string_view descriptor) {

@@ -78,6 +78,20 @@ Result<Mapping> map_fd(int fd, size_t offset, size_t len, bool writable, bool po
   return Mapping(p, len);
 }
 
+Result<Mapping> map_private(int fd, size_t offset, size_t len, std::byte** at) {
+  static const size_t kPage = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  size_t start = offset / kPage * kPage;
+  size_t span = (offset + len + kPage - 1) / kPage * kPage - start;
+  void* p =
+      ::mmap(nullptr, span, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, static_cast<off_t>(start));
+  if (p == MAP_FAILED) {
+    return Status::ResourceExhausted("copy-on-write mmap of " + std::to_string(span) +
+                                     " bytes: " + errno_text(errno));
+  }
+  *at = static_cast<std::byte*>(p) + (offset - start);
+  return Mapping(p, span);
+}
+
 namespace {
 
 char hex_digit(unsigned v) {

@@ -1,6 +1,6 @@
 // Thin, Status-returning wrappers over the Linux primitives the SharedMemoryConnector uses:
 // memfd, mmap, abstract-namespace SOCK_SEQPACKET sockets with SCM_RIGHTS and SO_PEERCRED,
-// futex. Nothing here touches /dev/shm.
+// futex. Nothing here touches /dev/shm (the key index, shm_key_index.h, does).
 #pragma once
 
 #include <sys/types.h>
@@ -64,6 +64,10 @@ Result<Fd> create_memfd(const char* name, size_t size);
 Result<size_t> fd_size(int fd);
 // Maps [offset, offset+len) of `fd`; `writable` picks PROT_WRITE; `populate` pre-faults.
 Result<Mapping> map_fd(int fd, size_t offset, size_t len, bool writable, bool populate);
+// Maps [offset, offset+len) of `fd` copy-on-write (MAP_PRIVATE, read-write): reads see the
+// shared pages, a write copies the page it touches into this mapping alone. `offset` is
+// rounded down to a page; the mapping covers the range, and *at is the range's first byte.
+Result<Mapping> map_private(int fd, size_t offset, size_t len, std::byte** at);
 
 // Abstract-namespace socket names ("\0omniconn.<uid>.…").
 std::string producer_socket_name(uint64_t producer_id);

@@ -40,7 +40,7 @@ T field_at(const std::byte* p, size_t off) {
 
 // The arena (mapped once per writer, reused) is pre-faulted; a dedicated segment (one payload)
 // is not, so that get costs the same at any size: its pages fault in as the reader touches them.
-Result<std::shared_ptr<SegmentView>> map_segment(const Fd& fd, uint64_t size, bool populate) {
+Result<std::shared_ptr<SegmentView>> map_segment(Fd fd, uint64_t size, bool populate) {
   std::byte hdr[sizeof(SegmentHeader)];
   if (::pread(fd.get(), hdr, sizeof hdr, 0) != static_cast<ssize_t>(sizeof hdr)) {
     return Status::Corrupt("segment header unreadable");
@@ -65,6 +65,8 @@ Result<std::shared_ptr<SegmentView>> map_segment(const Fd& fd, uint64_t size, bo
   v->header = reinterpret_cast<SegmentHeader*>(v->ctl_map.data());
   v->slots = reinterpret_cast<Slot*>(v->ctl_map.data() + kSlotTableOffset);
   v->data = v->data_map.data();
+  v->data_offset = data_offset;
+  v->fd = std::move(fd);
   return v;
 }
 
@@ -76,7 +78,7 @@ Result<std::shared_ptr<SegmentView>> request_segment(Link& link, uint32_t id, De
     return Status::NotFound("segment " + std::to_string(id) +
                             " no longer exists (payload released or cleaned up)");
   }
-  return map_segment(fd, reply->size, /*populate=*/id == 0);
+  return map_segment(std::move(fd), reply->size, /*populate=*/id == 0);
 }
 
 Result<std::shared_ptr<SegmentView>> segment_for(Link& link, uint32_t id, Deadline deadline) {
@@ -127,6 +129,21 @@ Status check_ref_bounds(const SegmentView& seg, const ShmRef& ref) {
   return Status::Ok();
 }
 
+// A writable view: the slot's lease and a copy-on-write mapping of the payload's pages. The
+// mapping goes with the view, so no written page outlives it into a later payload's range.
+Result<PayloadView> writable_view(const SegmentView& v, const DecodedDescriptor& d,
+                                  std::shared_ptr<SlotLease> lease) {
+  std::byte* at = nullptr;
+  auto m = map_private(v.fd.get(), v.data_offset + d.ref.offset, d.ref.size, &at);
+  if (!m.ok()) return m.status();
+  struct Keep {
+    std::shared_ptr<SlotLease> lease;
+    Mapping map;
+  };
+  auto keep = std::make_shared<Keep>(Keep{std::move(lease), std::move(*m)});
+  return PayloadView::make(d.key, {at, d.ref.size}, std::move(keep));
+}
+
 }  // namespace
 
 Result<std::shared_ptr<Link>> open_link(const std::string& socket_name, Deadline deadline) {
@@ -155,7 +172,8 @@ Result<Fd> request_ring(Link& link, Deadline deadline) {
   return fd;
 }
 
-Result<PayloadView> take_payload(Link& link, const DecodedDescriptor& d, Deadline deadline) {
+Result<PayloadView> take_payload(Link& link, const DecodedDescriptor& d, Deadline deadline,
+                                 bool writable) {
   const ShmRef& ref = d.ref;
   auto seg = segment_for(link, ref.segment_id, deadline);
   if (!seg.ok()) return seg.status().WithContext("payload " + d.key.str());
@@ -175,6 +193,7 @@ Result<PayloadView> take_payload(Link& link, const DecodedDescriptor& d, Deadlin
     return Status::Corrupt("descriptor for " + d.key.str() + " does not match its slot");
   }
   auto lease = std::make_shared<SlotLease>(*seg, ref.slot, reading);
+  if (writable) return writable_view(v, d, std::move(lease));
   return PayloadView::make(d.key, {v.data + ref.offset, ref.size}, std::move(lease));
 }
 

@@ -17,6 +17,8 @@
 namespace omniconn::shm {
 
 struct SegmentView {
+  Fd fd;  // kept for copy-on-write mappings of single payloads
+  uint64_t data_offset = 0;
   Mapping ctl_map;   // [0, data_offset): header and slot table, read-write
   Mapping data_map;  // data region, read-only
   SegmentHeader* header = nullptr;
@@ -44,8 +46,11 @@ struct Link {
 Result<std::shared_ptr<Link>> open_link(const std::string& socket_name, Deadline deadline);
 // Asks the writer for the control ring of the edge this link was opened on.
 Result<Fd> request_ring(Link& link, Deadline deadline);
-// Takes the payload a descriptor points at (PUBLISHED -> READING) and returns a view on it.
-Result<PayloadView> take_payload(Link& link, const DecodedDescriptor& d, Deadline deadline);
+// Takes the payload a descriptor points at (PUBLISHED -> READING) and returns a view on it:
+// on the read-only mapping of the segment, or (`writable`) on a copy-on-write mapping of the
+// payload's pages of its own.
+Result<PayloadView> take_payload(Link& link, const DecodedDescriptor& d, Deadline deadline,
+                                 bool writable = false);
 
 // The links of one connector, by writer id.
 class LinkTable {

@@ -1,0 +1,69 @@
+// KeyIndex: finds the SharedMemoryConnector's descriptor-mode payloads by key, from any process
+// of the same user on the host. One small file per (namespace, from, to, request id) in a
+// per-user 0700 directory, /dev/shm/omniconn-<uid>/, named by a 128-bit hash of the key (so
+// any key is a safe name) and holding the writer's id and the payload's descriptor. Writers
+// create entries atomically (temporary file + rename: a later put of the same key replaces
+// the entry); a reader by key claims one by renaming it away (one claimer wins); whoever
+// takes the payload, by key or by descriptor, removes its entry; a writer removes its own
+// entries on cleanup and when it closes. Every call works relative to the directory's fd.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "omniconn/connector.h"
+#include "shm/shm_os.h"
+
+namespace omniconn::shm {
+
+struct IndexEntry {
+  uint64_t producer_id = 0;
+  std::string descriptor;
+};
+
+class KeyIndex {
+ public:
+  explicit KeyIndex(std::string name_space) : name_space_(std::move(name_space)) {}
+  ~KeyIndex();  // removes the entries this process wrote and nobody took
+  KeyIndex(const KeyIndex&) = delete;
+  KeyIndex& operator=(const KeyIndex&) = delete;
+
+  // Writes the entry of `key`, replacing an older one.
+  Status publish(const PayloadKey& key, uint64_t producer_id, std::string_view descriptor);
+  // Claims the entry of `key` (nobody else gets it); nullopt while there is none.
+  Result<std::optional<IndexEntry>> claim(const PayloadKey& key);
+  // Gives a claimed entry back, unless a newer one has taken its place.
+  void restore(const PayloadKey& key, const IndexEntry& entry);
+  // Removes the entry of `key` if it names `descriptor` (its payload was taken by descriptor).
+  void remove_if(const PayloadKey& key, std::string_view descriptor);
+  // Removes this process's entries of the request, or all of them.
+  void remove_request(std::string_view request_id);
+  void remove_all();
+
+  // The directory (for messages and tests).
+  static std::string directory();
+  // The entry's file name within it.
+  std::string entry_name(const PayloadKey& key) const;
+
+ private:
+  struct Mine {
+    std::string name;
+    std::string request_id;
+    uint64_t producer_id;
+  };
+  Result<int> dir();
+  Status write_entry(int dfd, const std::string& name, uint64_t producer_id,
+                     std::string_view descriptor, bool replace);
+  void remove_mine(const Mine& m);
+
+  const std::string name_space_;
+  std::mutex mu_;
+  Fd dir_;
+  std::deque<Mine> mine_;  // entries this process wrote, oldest first (pruned as they go)
+};
+
+}  // namespace omniconn::shm
