@@ -86,6 +86,13 @@ class MooncakeConnector final : public ConnectorBase {
     OMNICONN_ASSIGN_OR_RETURN(DescriptorInfo d, decode_descriptor(descriptor));
     return d.is_inline ? inline_view(d) : fetch(d, deadline);
   }
+  // Its views are on memory of its own (a pool region, a copy), so writable as they are.
+  Result<PayloadView> take_with(std::string_view descriptor, Deadline deadline,
+                                const GetOptions&) override {
+    return take(descriptor, deadline, nullptr);
+  }
+  Result<PayloadView> take_key(const PayloadKey& key, Deadline deadline,
+                               const GetOptions&) override;
   void withdraw(std::string_view descriptor) override {
     auto d = decode_descriptor(descriptor);
     if (!d.ok() || d->is_inline) return;
@@ -120,7 +127,7 @@ class MooncakeConnector final : public ConnectorBase {
   Result<Published> store_payload(std::span<std::byte> bytes, const PayloadKey& key,
                                   Deadline deadline);
   Result<std::string> free_store_key(const PayloadKey& key, Deadline deadline);
-  Result<PayloadView> fetch(const DescriptorInfo& d, Deadline deadline);
+  Result<PayloadView> fetch(const DescriptorInfo& d, Deadline deadline, bool by_key = false);
   Result<PayloadView> inline_view(const DescriptorInfo& d);
   void track(const std::string& key);
   void forget(const std::string& key);
@@ -170,8 +177,10 @@ Result<std::string> MooncakeConnector::free_store_key(const PayloadKey& key, Dea
                                    "': read them or cleanup() the request");
 }
 
-// get_into registered memory, check size and checksum, then remove the key.
-Result<PayloadView> MooncakeConnector::fetch(const DescriptorInfo& d, Deadline deadline) {
+// get_into registered memory, check size and checksum (by key: none to check against; the
+// payload format's own checks remain), then remove the key.
+Result<PayloadView> MooncakeConnector::fetch(const DescriptorInfo& d, Deadline deadline,
+                                             bool by_key) {
   OMNICONN_ASSIGN_OR_RETURN(Region r, client_->acquire(d.size, deadline));
   auto keep = std::shared_ptr<void>(nullptr, [c = client_, r](void*) { c->release(r); });
   Backoff backoff(deadline);
@@ -200,7 +209,7 @@ Result<PayloadView> MooncakeConnector::fetch(const DescriptorInfo& d, Deadline d
     }
   }
   std::span<const std::byte> bytes(r.data, r.size);
-  if (checksum_of(bytes) != d.checksum) {
+  if (!by_key && checksum_of(bytes) != d.checksum) {
     return Status::Corrupt("MooncakeConnector: checksum mismatch on '" + d.store_key + "'");
   }
   api_.remove(store_, d.store_key.c_str(), 1);  // forced: our own get holds a read lease
@@ -214,6 +223,38 @@ Result<PayloadView> MooncakeConnector::inline_view(const DescriptorInfo& d) {
     return Status::Corrupt("MooncakeConnector: inline payload checksum mismatch");
   }
   return PayloadView::copy(d.key, bytes);
+}
+
+// By key: the payload under vllm-omni's store key, or under its "#1" (an older payload of the
+// key was unread when it was put), polled until the deadline. Mooncake has no claim, so two
+// readers of one key may both get it: one reader per key.
+Result<PayloadView> MooncakeConnector::take_key(const PayloadKey& key, Deadline deadline,
+                                                const GetOptions&) {
+  const std::string base = key_prefix() + key.str();
+  Backoff backoff(deadline);
+  for (;;) {
+    for (const std::string& k : {base, base + "#1"}) {
+      int64_t n = api_.get_size(store_, k.c_str());
+      if (n < 0 && n != kObjectNotFound && !retryable(n)) return to_status(n, "get_size " + k);
+      if (n <= 0) continue;
+      DescriptorInfo d;
+      d.store_key = k;
+      d.size = static_cast<uint64_t>(n);
+      d.key = key;
+      auto view = fetch(d, std::max(deadline, Clock::now() + std::chrono::seconds(1)), true);
+      if (view.ok() || view.status().code() != StatusCode::kNotFound) return view;
+    }
+    if (!backoff.wait()) {
+      std::string hint = opts_.inline_threshold_bytes == 0
+                             ? ""
+                             : " (payloads of at most inline_threshold_bytes, " +
+                                   std::to_string(opts_.inline_threshold_bytes) +
+                                   ", travel only in their descriptor: set it to 0 to read "
+                                   "every payload by key)";
+      return Status::Timeout("MooncakeConnector: no payload under '" + base +
+                             "' before the deadline" + hint);
+    }
+  }
 }
 
 Status MooncakeConnector::cleanup(std::string_view request_id) {
