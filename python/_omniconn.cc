@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cmath>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -208,7 +209,15 @@ struct ViewHolder {
   PayloadView view;
 };
 
-py::object decode(const Value& v, const PayloadReader& r, const py::object& owner);
+// What decode builds arrays on: the view's reader, its keepalive, and whether its memory may be
+// written (a copy-on-write mapping or private memory) or not (the shared read-only mapping).
+struct DecodeCtx {
+  const PayloadReader& reader;
+  py::object owner;
+  bool writable;
+};
+
+py::object decode(const Value& v, const DecodeCtx& ctx);
 
 void set_writeable(py::array& a, bool on) {
   auto& flags = py::detail::array_proxy(a.ptr())->flags;
@@ -240,15 +249,15 @@ bool torch_importable() {
   return ok;
 }
 
-py::object decode_tensor(int64_t index, bool as_torch, const PayloadReader& r,
-                         const py::object& owner) {
+py::object decode_tensor(int64_t index, bool as_torch, const DecodeCtx& ctx) {
+  const PayloadReader& r = ctx.reader;
   if (index < 0 || static_cast<size_t>(index) >= r.tensor_count()) {
     throw std::runtime_error("corrupt: tensor reference out of range");
   }
   const TensorView& t = r.tensor(static_cast<size_t>(index));
   std::vector<py::ssize_t> shape(t.shape.begin(), t.shape.begin() + t.rank);
-  py::array a(numpy_dtype(t.dtype), shape, t.data.data(), owner);
-  set_writeable(a, false);
+  py::array a(numpy_dtype(t.dtype), shape, t.data.data(), ctx.owner);
+  set_writeable(a, ctx.writable);
   if (as_torch && torch_importable()) return torch_view(std::move(a), t.dtype);
   return a;
 }
@@ -262,7 +271,7 @@ const Value* tensor_marker(const Value::Map& m, bool* as_torch) {
   return m.size() == 1u + (t != m.end()) ? &it->second : nullptr;
 }
 
-py::object decode(const Value& v, const PayloadReader& r, const py::object& owner) {
+py::object decode(const Value& v, const DecodeCtx& ctx) {
   switch (v.kind()) {
     case Value::Kind::kNil:
       return py::none();
@@ -282,17 +291,17 @@ py::object decode(const Value& v, const PayloadReader& r, const py::object& owne
     }
     case Value::Kind::kList: {
       py::list l;
-      for (const Value& x : *v.as_list()) l.append(decode(x, r, owner));
+      for (const Value& x : *v.as_list()) l.append(decode(x, ctx));
       return l;
     }
     case Value::Kind::kMap: {
       const Value::Map& m = *v.as_map();
       bool as_torch = false;
       if (const Value* index = tensor_marker(m, &as_torch)) {
-        return decode_tensor(*index->as_int(), as_torch, r, owner);
+        return decode_tensor(*index->as_int(), as_torch, ctx);
       }
       py::dict d;
-      for (const auto& [k, x] : m) d[py::str(k)] = decode(x, r, owner);
+      for (const auto& [k, x] : m) d[py::str(k)] = decode(x, ctx);
       return d;
     }
   }
@@ -323,7 +332,7 @@ py::object value_to_py(const Value& v) {
   PayloadBuilder empty;
   auto bytes = empty.encode();
   auto r = PayloadReader::open(*bytes);
-  return decode(v, *r, py::none());
+  return decode(v, DecodeCtx{*r, py::none(), false});
 }
 
 py::tuple put_failed(const Status& st) {
@@ -446,17 +455,29 @@ class PyConnector {
     type_ = s.type;
   }
 
+  // An object that cannot be sent is a failed put, not an exception (vllm-omni returns
+  // (False, 0, None) there): the data path reports, programming errors raise.
   py::tuple put(const std::string& from, const std::string& to, const std::string& request_id,
                 const py::object& data, const py::object& timeout) {
     std::shared_ptr<Connector> c = live();
-    Encoded e = encode_object(data);
-    PayloadBuilder b = build(e);
-    size_t size = b.encoded_size();
-    Result<Descriptor> d = Status::Internal("unset");
     Deadline deadline = deadline_from(timeout, 10.0);
+    Encoded enc;  // holds the arrays (and contiguous copies) the builder points at
+    std::optional<PayloadBuilder> b;
+    try {
+      enc = encode_object(data);
+      b.emplace(build(enc));
+    } catch (const py::type_error& e) {
+      return put_failed(Status::InvalidArgument(e.what()));
+    } catch (const py::value_error& e) {
+      return put_failed(Status::InvalidArgument(e.what()));
+    } catch (const std::runtime_error& e) {  // build: the payload format refused it
+      return put_failed(Status::InvalidArgument(e.what()));
+    }
+    size_t size = b->encoded_size();
+    Result<Descriptor> d = Status::Internal("unset");
     {
       py::gil_scoped_release nogil;
-      d = c->put(PayloadKey{request_id, from, to}, b, deadline);
+      d = c->put(PayloadKey{request_id, from, to}, *b, deadline);
     }
     return d.ok() ? put_succeeded(*d, size) : put_failed(d.status());
   }
@@ -494,48 +515,63 @@ class PyConnector {
                                     std::move(buffer));
   }
 
-  // Like vllm-omni, the metadata (descriptor) names the payload; the stage names and request id
-  // are the caller's labels.
-  py::object get(const std::string& /*from*/, const std::string& /*to*/,
-                 const std::string& /*request_id*/, const py::object& metadata,
-                 const py::object& timeout) {
-    return get_until(metadata, deadline_from(timeout, 10.0));
+  // The metadata (this connector's {"descriptor": bytes, ...}, or {key: that}) names the
+  // payload; without it (None, {}, another connector's metadata) the payload is looked up by
+  // (from, to, key). A lookup waits `timeout` (default 0: one look, as vllm-omni's polling
+  // callers expect); a descriptor get waits up to 10 s by default for the writer to answer.
+  py::object get(const std::string& from, const std::string& to, const std::string& key,
+                 const py::object& metadata, const py::object& timeout, bool writable) {
+    std::shared_ptr<Connector> c = live();
+    std::optional<Descriptor> desc = descriptor_in(metadata, key);
+    Deadline deadline = deadline_from(timeout, desc ? 10.0 : 0.0);
+    return get_until(c, PayloadKey{key, from, to}, desc, deadline, writable);
   }
 
   // `deadline` is absolute, in time.monotonic() seconds (CLOCK_MONOTONIC, as steady_clock).
-  py::object get_with_deadline(const std::string& /*from*/, const std::string& /*to*/,
-                               const std::string& /*key*/, const py::object& metadata,
-                               double deadline) {
+  py::object get_with_deadline(const std::string& from, const std::string& to,
+                               const std::string& key, const py::object& metadata, double deadline,
+                               bool writable) {
+    std::shared_ptr<Connector> c = live();
     if (!std::isfinite(deadline)) throw py::value_error("deadline must be a finite number");
     auto at = Deadline(
         std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(deadline)));
-    return get_until(metadata, at);
+    return get_until(c, PayloadKey{key, from, to}, descriptor_in(metadata, key), at, writable);
   }
 
-  py::object get_until(const py::object& metadata, Deadline deadline) {
-    std::shared_ptr<Connector> c = live();
-    if (metadata.is_none() || !py::isinstance<py::dict>(metadata) ||
-        !metadata.cast<py::dict>().contains("descriptor")) {
-      return py::none();
+  static std::optional<Descriptor> descriptor_in(py::object metadata, const std::string& key) {
+    if (!py::isinstance<py::dict>(metadata)) return std::nullopt;
+    py::dict m = metadata.cast<py::dict>();
+    if (m.contains(key) && py::isinstance<py::dict>(m[py::str(key)])) m = m[py::str(key)];
+    if (!m.contains("descriptor") || !py::isinstance<py::bytes>(m["descriptor"])) {
+      return std::nullopt;
     }
-    Descriptor desc{metadata.cast<py::dict>()["descriptor"].cast<std::string>()};
+    return Descriptor{m["descriptor"].cast<std::string>()};
+  }
+
+  py::object get_until(const std::shared_ptr<Connector>& c, const PayloadKey& key,
+                       const std::optional<Descriptor>& desc, Deadline deadline, bool writable) {
     Result<PayloadView> view = Status::Internal("unset");
     {
       py::gil_scoped_release nogil;
-      view = c->get(desc, deadline);
+      GetOptions o{writable};
+      view = desc ? c->get(*desc, deadline, o) : c->get(key, deadline, o);
     }
     if (!view.ok()) {
       last_error_ = view.status().ToString();
       return py::none();
     }
     auto fields = view->reader().fields();
-    if (!fields.ok()) throw std::runtime_error(fields.status().ToString());
+    if (!fields.ok()) {
+      last_error_ = fields.status().ToString();
+      return py::none();
+    }
+    last_error_.clear();
     size_t size = view->bytes().size();
     auto holder = std::make_unique<ViewHolder>(ViewHolder{std::move(*view)});
     const PayloadReader& r = holder->view.reader();
     py::capsule owner(holder.release(), [](void* p) { delete static_cast<ViewHolder*>(p); });
     const Value* obj = fields->find("obj");
-    return py::make_tuple(obj ? decode(*obj, r, owner) : py::none(), size);
+    return py::make_tuple(obj ? decode(*obj, DecodeCtx{r, owner, writable}) : py::none(), size);
   }
 
   void cleanup(const std::string& request_id) { check(live()->cleanup(request_id)); }
@@ -555,8 +591,10 @@ class PyConnector {
       py::gil_scoped_release nogil;  // brings in_flight and in_use_bytes up to date
       (void)c->sweep(deadline_in(std::chrono::seconds(5)));
     }
-    py::dict m = value_to_py(c->metrics().to_value()).cast<py::dict>();
+    Metrics mt = c->metrics();
+    py::dict m = value_to_py(mt.to_value()).cast<py::dict>();
     for (auto item : m) d[item.first] = item.second;
+    d["bytes_transferred"] = mt.bytes_out;  // vllm-omni's name: bytes this connector put
     return d;
   }
 
@@ -608,16 +646,20 @@ PYBIND11_MODULE(_omniconn, m) {
         "The payload-format bytes (docs/format.md) that put would write for `data`.");
   py::class_<PyConnector>(m, "Connector")
       .def(py::init<const py::dict&>(), py::arg("spec"))
-      .def("put", &PyConnector::put, py::arg("from_stage"), py::arg("to_stage"),
-           py::arg("request_id"), py::arg("data"), py::arg("timeout") = py::none(),
+      .def("put", &PyConnector::put, py::arg("from_stage"), py::arg("to_stage"), py::arg("put_key"),
+           py::arg("data"), py::arg("timeout") = py::none(),
            "-> (ok, size, metadata). On failure (False, 0, {'error': msg, 'code': name}).")
-      .def("get", &PyConnector::get, py::arg("from_stage"), py::arg("to_stage"),
-           py::arg("request_id"), py::arg("metadata"), py::arg("timeout") = py::none(),
-           "-> (obj, size), or None (the reason is in last_error()). Arrays are read-only "
-           "views on the transport's memory.")
+      .def("get", &PyConnector::get, py::arg("from_stage"), py::arg("to_stage"), py::arg("get_key"),
+           py::arg("metadata") = py::none(), py::arg("timeout") = py::none(), py::kw_only(),
+           py::arg("writable") = true,
+           "-> (obj, size), or None (the reason is in last_error()). Without this connector's "
+           "metadata the payload is looked up by (from_stage, to_stage, get_key), waiting "
+           "`timeout` seconds (default 0). Arrays and tensors are zero-copy views, "
+           "copy-on-write (writable=False: read-only, on the shared mapping).")
       .def("get_with_deadline", &PyConnector::get_with_deadline, py::arg("from_stage"),
            py::arg("to_stage"), py::arg("key"), py::arg("metadata") = py::none(), py::kw_only(),
-           py::arg("deadline"), "Like get; deadline is absolute time.monotonic() seconds.")
+           py::arg("deadline"), py::arg("writable") = true,
+           "Like get; deadline is absolute time.monotonic() seconds.")
       .def("loan", &PyConnector::loan, py::arg("from_stage"), py::arg("to_stage"),
            py::arg("request_id"), py::arg("shape"), py::arg("dtype"),
            py::arg("timeout") = py::none(),
@@ -631,7 +673,9 @@ PYBIND11_MODULE(_omniconn, m) {
       .def(
           "__enter__", [](PyConnector& c) -> PyConnector& { return c; },
           py::return_value_policy::reference)
-      .def("__exit__", [](PyConnector& c, const py::args&) { c.close(); });
+      .def("__exit__", [](PyConnector& c, const py::args&) { c.close(); })
+      .def("__del__", &PyConnector::close)
+      .attr("supports_raw_data") = false;
   m.def(
       "create_connector", [](const py::dict& spec) { return std::make_unique<PyConnector>(spec); },
       py::arg("spec"),

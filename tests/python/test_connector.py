@@ -35,7 +35,7 @@ def test_round_trip_of_nested_data_and_every_numpy_dtype():
             assert a.dtype == b.dtype
             np.testing.assert_array_equal(a, b)
         assert obj["meta"] == data["meta"]
-        assert not obj["hidden"].flags.writeable
+        assert obj["hidden"].flags.writeable  # copy-on-write: see test_writable.py
         assert not obj["hidden"].flags.owndata
 
 
@@ -69,11 +69,14 @@ def test_16_mib_array_crosses_processes_as_a_view_on_shared_memory():
 
 
 def test_unsupported_objects_are_refused_without_pickle():
+    # A data-path failure: a return value that says why, not an exception (docs/python.md).
     with omniconn.create_connector(spec()) as c:
-        with pytest.raises(TypeError, match="nothing is pickled"):
-            c.put("0", "1", "r", {"x": {1, 2}})
-        with pytest.raises(TypeError):
-            c.put("0", "1", "r", {1: "int key"})
+        ok, size, err = c.put("0", "1", "r", {"x": {1, 2}})
+        assert (ok, size, err["code"]) == (False, 0, "invalid argument")
+        assert "nothing is pickled" in err["error"]
+        ok, size, err = c.put("0", "1", "r", {1: "int key"})
+        assert (ok, size) == (False, 0) and "dict keys must be str" in err["error"]
+        assert c.health()["puts"] == 0
 
 
 def test_failed_put_says_why():
