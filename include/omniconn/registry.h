@@ -56,6 +56,8 @@ struct FieldError {
 using FieldErrors = std::vector<FieldError>;
 
 // "<type> extra: key: message; ..." as one InvalidArgument (OK when there are no errors).
+// Keys the type does not read (kUnknownKey) are not errors here: a connector is created with
+// settings meant for other parts (vllm-omni's codec keys); the config loader notes them.
 Status field_errors_status(std::string_view type, const FieldErrors& errors);
 
 struct ConnectorType {

@@ -26,8 +26,8 @@ struct ShmOptions {
   // Scopes channel names (two pipelines of one user on one host need different namespaces).
   std::string name_space = "default";
 
-  // Reads vllm-omni-style `extra` (shm_threshold_bytes, arena_bytes, ...); unknown keys and
-  // bad values are errors.
+  // Reads vllm-omni-style `extra` (shm_threshold_bytes, arena_bytes, ...); bad values are
+  // errors, keys it does not read are ignored.
   static Result<ShmOptions> from_extra(const Value& extra);
 };
 

@@ -17,10 +17,13 @@
 namespace omniconn {
 
 Status field_errors_status(std::string_view type, const FieldErrors& errors) {
-  if (errors.empty()) return Status::Ok();
-  std::string msg = std::string(type) + " extra: ";
-  for (size_t i = 0; i < errors.size(); ++i) msg += (i ? "; " : "") + errors[i].message;
-  return Status::InvalidArgument(msg);
+  std::string msg;
+  for (const FieldError& e : errors) {
+    if (e.kind == FieldError::Kind::kUnknownKey) continue;  // kept and ignored, as vllm-omni does
+    msg += (msg.empty() ? "" : "; ") + e.message;
+  }
+  if (msg.empty()) return Status::Ok();
+  return Status::InvalidArgument(std::string(type) + " extra: " + msg);
 }
 
 struct ConnectorRegistry::Impl {

@@ -26,7 +26,7 @@ struct MooncakeOptions {
   // least 16 MiB: sizes are rounded up to that.
   static constexpr uint64_t kSizeQuantum = uint64_t{4} << 20;
 
-  // Reads vllm-omni-style `extra`; unknown keys and bad values are errors.
+  // Reads vllm-omni-style `extra`; bad values are errors, keys it does not read are ignored.
   static Result<MooncakeOptions> from_extra(const Value& extra);
 };
 

@@ -107,8 +107,9 @@ def test_health_close_and_bad_spec():
     assert c.health()["status"] == "closed"
     with pytest.raises(RuntimeError, match="closed"):
         c.put("0", "1", "r", {})
-    with pytest.raises(ValueError, match="unknown key"):
-        omniconn.create_connector({"name": "SharedMemoryConnector", "extra": {"bogus": 1}})
+    with pytest.raises(ValueError, match="shm_threshold_bytes"):
+        omniconn.create_connector({"name": "SharedMemoryConnector",
+                                   "extra": {"shm_threshold_bytes": -1}})
     with pytest.raises(ValueError, match="unknown connector type"):
         omniconn.create_connector({"name": "NoSuchConnector"})
 

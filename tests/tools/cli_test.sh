@@ -152,6 +152,8 @@ check "unknown key: a note with its path and line" \
   grep -q 'note: .*notes.yaml:2:.*connectors.shm.extra.codec_streaming: not used by' "$tmp/out"
 "$bin" validate --strict "$tmp/notes.yaml" >"$tmp/out" 2>&1
 check "unknown key, --strict: exits 2" test $? -eq 2
+"$bin" run "$src/examples/deploy/shm_threshold.yaml" --requests 10 --tokens 16 >"$tmp/out" 2>&1
+check "unknown keys never stop a run" test $? -eq 0
 
 # validate --json, parsed back.
 py=/usr/bin/python3
