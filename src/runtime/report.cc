@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -36,11 +37,12 @@ std::string lpad(const std::string& s, size_t w) {
 }  // namespace
 
 std::string format_report(const RunReport& r) {
-  std::string out =
-      "edge      connector                             requests       bytes"
-      "   p50 ms   p99 ms   max ms      MB/s  errors  inline\n";
+  size_t width = 36;  // the connector column fits the longest name
+  for (const EdgeReport& e : r.edges) width = std::max(width, e.connector.size() + 2);
+  std::string out = "edge      " + pad("connector", width) +
+                    "  requests       bytes   p50 ms   p99 ms   max ms      MB/s  errors  inline\n";
   for (const EdgeReport& e : r.edges) {
-    out += pad(e.from + " -> " + e.to, 10) + pad(e.connector, 36) +
+    out += pad(e.from + " -> " + e.to, 10) + pad(e.connector, width) +
            lpad(std::to_string(e.requests), 10) +
            lpad(human_bytes(static_cast<double>(e.bytes)), 12) + lpad(fmt("%.3f", e.p50_ms), 9) +
            lpad(fmt("%.3f", e.p99_ms), 9) + lpad(fmt("%.3f", e.max_ms), 9) +
