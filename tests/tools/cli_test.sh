@@ -138,14 +138,18 @@ check "deploy with --edges: every request" grep -q '"requests_done": 20' "$tmp/d
 check "bad --edges: exits 2" test $? -eq 2
 check "bad --edges: names it" grep -q -- '--edges\[1\]: stage 9 does not exist' "$tmp/out"
 
-# Unknown extra keys are notes; --strict makes them errors.
-cat >"$tmp/notes.yaml" <<'YAML'
+two_stages() {  # two_stages NAME TYPE EXTRA: a deploy file, one named connector on 0 -> 1
+  cat <<YAML
 connectors:
-  shm: {name: SharedMemoryConnector, extra: {codec_streaming: true}}
+  $1: {name: $2, extra: {$3}}
 stages:
-  - {stage_id: 0, output_connectors: {to_stage_1: shm}}
+  - {stage_id: 0, output_connectors: {to_stage_1: $1}}
   - {stage_id: 1}
 YAML
+}
+
+# Unknown extra keys are notes; --strict makes them errors.
+two_stages shm SharedMemoryConnector "codec_streaming: true" >"$tmp/notes.yaml"
 "$bin" validate "$tmp/notes.yaml" >"$tmp/out" 2>&1
 check "unknown key: validate exits 0" test $? -eq 0
 check "unknown key: a note with its path and line" \
@@ -182,13 +186,7 @@ check "validate --json, invalid: exits 2" test $? -eq 2
 check "validate --json, invalid: the errors with their lines" test $? -eq 0
 
 # A connector type vllm-omni has and omniconn lacks: named, with omniconn's types; exit 2.
-cat >"$tmp/te.yaml" <<'YAML'
-connectors:
-  rdma: {name: MooncakeTransferEngineConnector, extra: {host: auto}}
-stages:
-  - {stage_id: 0, output_connectors: {to_stage_1: rdma}}
-  - {stage_id: 1}
-YAML
+two_stages rdma MooncakeTransferEngineConnector "host: auto" >"$tmp/te.yaml"
 "$bin" validate "$tmp/te.yaml" >"$tmp/out" 2>&1
 check "unsupported type: exits 2" test $? -eq 2
 check "unsupported type: names type, path and omniconn's types" \
