@@ -70,10 +70,20 @@ Result<size_t> seal_loan(ShmLoan* loan) {
 constexpr auto kClaimedTakeBudget = std::chrono::seconds(1);
 
 // Whether a failed take by key leaves the entry gone for good (taken, cleaned up, bad, or its
-// writer dead) rather than worth putting back (timeout, no memory).
-bool entry_is_dead(StatusCode code) {
-  return code == StatusCode::kNotFound || code == StatusCode::kCorrupt ||
-         code == StatusCode::kInvalidArgument || code == StatusCode::kUnavailable;
+// writer dead) rather than worth putting back (timeout, no memory). Unavailable is the writer's
+// death only when nobody listens on its socket any more: a reader out of file descriptors
+// must not drop a live writer's entry.
+bool entry_is_dead(const Status& st, uint64_t producer_id) {
+  switch (st.code()) {
+    case StatusCode::kNotFound:
+    case StatusCode::kCorrupt:
+    case StatusCode::kInvalidArgument:
+      return true;
+    case StatusCode::kUnavailable:
+      return nobody_listens(producer_socket_name(producer_id));
+    default:
+      return false;
+  }
 }
 
 class ShmConnector final : public ConnectorBase {
@@ -282,7 +292,7 @@ Result<PayloadView> ShmConnector::take_key(const PayloadKey& key, Deadline deadl
       auto view = take_entry(key, *entry, std::max(deadline, Clock::now() + kClaimedTakeBudget),
                              options.writable);
       if (view.ok()) return view;
-      if (!entry_is_dead(view.status().code())) {
+      if (!entry_is_dead(view.status(), entry->producer_id)) {
         index_.restore(key, *entry);
         return view.status();
       }

@@ -1,7 +1,10 @@
 #include "shm/shm_key_index.h"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -67,6 +70,43 @@ Result<std::optional<IndexEntry>> read_entry(int dfd, const std::string& name) {
   return std::optional<IndexEntry>(std::move(e));
 }
 
+// Removes entry `name` if `doomed` holds for it. It is moved aside first and judged again
+// there, so that an entry renamed into its place meanwhile (a newer put) is never the one
+// removed; one that is not doomed is put back unless a newer one took its place.
+template <typename Doomed>
+bool remove_entry_if(int dfd, const std::string& name, Doomed doomed) {
+  auto e = read_entry(dfd, name);
+  if (!e.ok() || !e->has_value() || !doomed(**e)) return false;
+  std::string aside = unique_name('c');
+  if (::renameat(dfd, name.c_str(), dfd, aside.c_str()) != 0) return false;
+  e = read_entry(dfd, aside);
+  bool removed = !(e.ok() && e->has_value() && !doomed(**e));
+  if (!removed) ::linkat(dfd, aside.c_str(), dfd, name.c_str(), 0);  // EEXIST: a newer one stays
+  ::unlinkat(dfd, aside.c_str(), 0);
+  return removed;
+}
+
+bool older_than(const struct stat& st, std::chrono::milliseconds age) {
+  timespec now{};
+  ::clock_gettime(CLOCK_REALTIME, &now);
+  auto ns = [](const timespec& t) { return int64_t{t.tv_sec} * 1'000'000'000 + t.tv_nsec; };
+  return ns(now) - ns(st.st_mtim) >= std::chrono::nanoseconds(age).count();
+}
+
+// A temporary or claimed file (".t"/".c" + random + pid + counter, in hex) whose process is
+// gone. A pid that exists, reused or not, keeps its file.
+bool leftover_of_dead_process(const std::string& name) {
+  if (name.size() != 50 || name[0] != '.' || (name[1] != 't' && name[1] != 'c')) return false;
+  uint64_t pid = 0;
+  for (char c : name.substr(18, 16)) {
+    int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    if (v < 0) return false;
+    pid = pid << 4 | static_cast<uint64_t>(v);
+  }
+  if (pid == 0 || pid > INT32_MAX) return false;
+  return ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH;
+}
+
 }  // namespace
 
 std::string KeyIndex::directory() {
@@ -83,9 +123,17 @@ std::string KeyIndex::entry_name(const PayloadKey& key) const {
   return "k" + hex(h.high64) + hex(h.low64);
 }
 
+// Opened (and swept) on first use.
+Result<int> KeyIndex::dir() {
+  if (dir_.valid()) return dir_.get();
+  OMNICONN_ASSIGN_OR_RETURN(int dfd, open_dir());
+  sweep_locked(dfd);
+  return dfd;
+}
+
 // Created 0700 on first use; refused unless it is a directory of this user that nobody else
 // can enter (another user cannot plant or read entries).
-Result<int> KeyIndex::dir() {
+Result<int> KeyIndex::open_dir() {
   if (dir_.valid()) return dir_.get();
   std::string path = directory();
   if (::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) {
@@ -131,6 +179,7 @@ Status KeyIndex::write_entry(int dfd, const std::string& name, uint64_t producer
 Status KeyIndex::publish(const PayloadKey& key, uint64_t producer_id, std::string_view descriptor) {
   std::lock_guard lock(mu_);
   OMNICONN_ASSIGN_OR_RETURN(int dfd, dir());
+  if (std::chrono::steady_clock::now() - last_sweep_ >= policy_.interval) sweep_locked(dfd);
   std::string name = entry_name(key);
   OMNICONN_RETURN_IF_ERROR(write_entry(dfd, name, producer_id, descriptor, /*replace=*/true));
   // Forget up to two entries that readers have taken: the list follows what is unread.
@@ -148,12 +197,16 @@ Result<std::optional<IndexEntry>> KeyIndex::claim(const PayloadKey& key) {
     std::lock_guard lock(mu_);
     OMNICONN_ASSIGN_OR_RETURN(dfd, dir());
   }
-  std::string claimed = unique_name('c');
-  if (::renameat(dfd, entry_name(key).c_str(), dfd, claimed.c_str()) != 0) {
+  std::string name = entry_name(key), claimed = unique_name('c');
+  if (::renameat(dfd, name.c_str(), dfd, claimed.c_str()) != 0) {
     if (errno == ENOENT) return std::optional<IndexEntry>();
     return Status::Unavailable("claiming a key index entry: " + errno_text(errno));
   }
   auto e = read_entry(dfd, claimed);
+  // Unreadable for now (out of fds): back in place, unless a newer entry took it.
+  if (!e.ok() && e.status().code() != StatusCode::kCorrupt) {
+    ::linkat(dfd, claimed.c_str(), dfd, name.c_str(), 0);
+  }
   ::unlinkat(dfd, claimed.c_str(), 0);
   return e;
 }
@@ -174,17 +227,14 @@ void KeyIndex::remove_if(const PayloadKey& key, std::string_view descriptor) {
     if (!d.ok()) return;
     dfd = *d;
   }
-  std::string name = entry_name(key);
-  auto e = read_entry(dfd, name);
-  if (e.ok() && e->has_value() && (*e)->descriptor == descriptor) ::unlinkat(dfd, name.c_str(), 0);
+  remove_entry_if(dfd, entry_name(key),
+                  [&](const IndexEntry& e) { return e.descriptor == descriptor; });
 }
 
 // Only while the entry is still this writer's: another writer may have replaced it.
 void KeyIndex::remove_mine(const Mine& m) {
-  auto e = read_entry(dir_.get(), m.name);
-  if (e.ok() && e->has_value() && (*e)->producer_id == m.producer_id) {
-    ::unlinkat(dir_.get(), m.name.c_str(), 0);
-  }
+  remove_entry_if(dir_.get(), m.name,
+                  [&](const IndexEntry& e) { return e.producer_id == m.producer_id; });
 }
 
 void KeyIndex::remove_request(std::string_view request_id) {
@@ -202,6 +252,57 @@ void KeyIndex::remove_all() {
   if (!dir_.valid()) return;
   for (const Mine& m : mine_) remove_mine(m);
   mine_.clear();
+}
+
+Result<size_t> KeyIndex::sweep() {
+  std::lock_guard lock(mu_);
+  OMNICONN_ASSIGN_OR_RETURN(int dfd, open_dir());
+  return sweep_locked(dfd);
+}
+
+size_t KeyIndex::sweep_locked(int dfd) {
+  last_sweep_ = std::chrono::steady_clock::now();
+  std::map<uint64_t, bool> gone;  // by writer id: each is asked once per sweep
+  size_t removed = 0;
+  for (const std::string& name : next_names(dfd)) removed += sweep_one(dfd, name, &gone);
+  return removed;
+}
+
+// The next `batch` names of the directory, from where the last sweep stopped.
+std::vector<std::string> KeyIndex::next_names(int dfd) {
+  std::vector<std::string> names;
+  Fd fd(::openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  DIR* d = fd.valid() ? ::fdopendir(fd.get()) : nullptr;
+  if (d == nullptr) return names;
+  fd.release();  // the DIR owns it now
+  if (cursor_ != 0) ::seekdir(d, cursor_);
+  const dirent* e = nullptr;
+  while (names.size() < policy_.batch && (e = ::readdir(d)) != nullptr) {
+    std::string_view n = e->d_name;
+    if (n != "." && n != "..") names.emplace_back(n);
+  }
+  cursor_ = e == nullptr ? 0 : ::telldir(d);
+  ::closedir(d);
+  return names;
+}
+
+// An old entry whose writer does not listen any more, or an old leftover of a dead process.
+// An entry of a live writer is never removed, nor one that a newer put replaced meanwhile.
+bool KeyIndex::sweep_one(int dfd, const std::string& name, std::map<uint64_t, bool>* gone) {
+  struct stat st {};
+  if (::fstatat(dfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode) ||
+      st.st_uid != ::geteuid() || !older_than(st, policy_.min_age)) {
+    return false;
+  }
+  if (name[0] != 'k')
+    return leftover_of_dead_process(name) && ::unlinkat(dfd, name.c_str(), 0) == 0;
+  auto e = read_entry(dfd, name);
+  if (!e.ok() || !e->has_value()) return false;
+  uint64_t writer = (*e)->producer_id;
+  auto [it, fresh] = gone->try_emplace(writer, false);
+  if (fresh) it->second = nobody_listens(producer_socket_name(writer));
+  if (!it->second) return false;
+  return remove_entry_if(dfd, name, [&](const IndexEntry& x) { return x.producer_id == writer; });
 }
 
 KeyIndex::~KeyIndex() {

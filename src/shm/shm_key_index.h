@@ -6,14 +6,20 @@
 // the entry); a reader by key claims one by renaming it away (one claimer wins); whoever
 // takes the payload, by key or by descriptor, removes its entry; a writer removes its own
 // entries on cleanup and when it closes. Every call works relative to the directory's fd.
+// A writer killed before it closes leaves entries behind: a bounded sweep removes those whose
+// writer no longer listens on its socket (the check a claim makes), and the temporary and
+// claimed files of dead processes.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "omniconn/connector.h"
 #include "shm/shm_os.h"
@@ -25,9 +31,20 @@ struct IndexEntry {
   std::string descriptor;
 };
 
+// When a KeyIndex sweeps: once when it first opens the directory, then at most every
+// `interval`, on publish. A sweep reads at most `batch` names (the next sweep goes on where it
+// stopped) and leaves files younger than `min_age` alone: a writer may still be renaming its
+// temporary file, a reader still reading its claimed one.
+struct SweepPolicy {
+  std::chrono::milliseconds min_age{2000};
+  std::chrono::milliseconds interval{5000};
+  size_t batch = 256;
+};
+
 class KeyIndex {
  public:
-  explicit KeyIndex(std::string name_space) : name_space_(std::move(name_space)) {}
+  explicit KeyIndex(std::string name_space, SweepPolicy sweep = {})
+      : name_space_(std::move(name_space)), policy_(sweep) {}
   ~KeyIndex();  // removes the entries this process wrote and nobody took
   KeyIndex(const KeyIndex&) = delete;
   KeyIndex& operator=(const KeyIndex&) = delete;
@@ -43,6 +60,9 @@ class KeyIndex {
   // Removes this process's entries of the request, or all of them.
   void remove_request(std::string_view request_id);
   void remove_all();
+  // Sweeps now (see SweepPolicy): removes the entries of writers that are gone and the
+  // leftovers of dead processes among the next `batch` names; returns how many it removed.
+  Result<size_t> sweep();
 
   // The directory (for messages and tests).
   static std::string directory();
@@ -56,14 +76,21 @@ class KeyIndex {
     uint64_t producer_id;
   };
   Result<int> dir();
+  Result<int> open_dir();
   Status write_entry(int dfd, const std::string& name, uint64_t producer_id,
                      std::string_view descriptor, bool replace);
   void remove_mine(const Mine& m);
+  size_t sweep_locked(int dfd);
+  std::vector<std::string> next_names(int dfd);
+  bool sweep_one(int dfd, const std::string& name, std::map<uint64_t, bool>* gone);
 
   const std::string name_space_;
+  const SweepPolicy policy_;
   std::mutex mu_;
   Fd dir_;
   std::deque<Mine> mine_;  // entries this process wrote, oldest first (pruned as they go)
+  std::chrono::steady_clock::time_point last_sweep_{};
+  long cursor_ = 0;  // where the next sweep reads on (telldir), 0: from the start
 };
 
 }  // namespace omniconn::shm

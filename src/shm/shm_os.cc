@@ -161,6 +161,15 @@ Result<Fd> connect_abstract(const std::string& name) {
   return fd;
 }
 
+bool nobody_listens(const std::string& name) {
+  Fd fd(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (!fd.valid()) return false;
+  sockaddr_un addr;
+  socklen_t len = fill_addr(name, &addr);
+  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), len) == 0) return false;
+  return errno == ECONNREFUSED || errno == ENOENT;
+}
+
 Result<Fd> accept_conn(int listen_fd) {
   Fd fd(::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
   if (!fd.valid()) return Status::Unavailable("accept: " + errno_text(errno));

@@ -78,6 +78,9 @@ std::string edge_socket_name(std::string_view name_space, std::string_view from,
 Result<Fd> listen_abstract(const std::string& name, bool* in_use = nullptr);
 // Connects; NotFound while nobody listens (ECONNREFUSED/ENOENT), Unavailable on other errors.
 Result<Fd> connect_abstract(const std::string& name);
+// Whether nobody listens on `name` (a connect is refused: the process that bound it is gone).
+// Never waits: a full backlog, or any other failure, counts as someone listening.
+bool nobody_listens(const std::string& name);
 Result<Fd> accept_conn(int listen_fd);
 // True when the peer runs under our effective uid.
 Result<bool> peer_is_same_user(int fd);
