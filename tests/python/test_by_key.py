@@ -183,7 +183,10 @@ def test_entries_of_a_dead_writer_are_refused_and_removed():
     with shm(space) as c:
         for k in ("small", "big"):
             assert c.get("0", "1", k, timeout=0.2) is None
-            assert "refused one" in c.last_error() and "gone" in c.last_error(), c.last_error()
+            err = c.last_error()
+            # Refused as the writer's; or, on a slow machine where the entries were older than
+            # the sweep's minimum age when this connector opened the index, already swept.
+            assert ("refused one" in err and "gone" in err) or "no payload put under key" in err, err
             assert c.get("0", "1", k) is None
             assert "refused" not in c.last_error()  # the dead entry was removed
 
