@@ -210,7 +210,8 @@ int main(int argc, char** argv) {
       "validate",
       "Check a stage config and print the resolved edge table (from -> to, connector, type, "
       "settings), notes on what is kept but not used, or every error with file:line and key "
-      "path. Exit 0 when it can run, 2 when not.");
+      "path. Exit 0 when the file is valid (one without edges is valid; run then needs "
+      "--edges), 2 when not.");
   add_load_options(validate);
   validate->add_flag("--json", validate_json,
                      "print stages, edges, connectors, notes and errors as JSON on stdout");
