@@ -17,8 +17,8 @@ namespace omniconn::shm {
 
 namespace {
 
-constexpr char kMagic[8] = {'O', 'C', 'K', 'I', 'D', 'X', '1', '\0'};
-constexpr size_t kHeader = 16;                      // magic, producer id
+constexpr char kMagic[8] = {'O', 'C', 'K', 'I', 'D', 'X', '2', '\0'};
+constexpr size_t kHeader = 24;                      // magic, producer id, writer pid
 constexpr size_t kMaxEntryBytes = size_t{1} << 31;  // an inline payload can be large
 
 std::string hex(uint64_t v) {
@@ -66,6 +66,7 @@ Result<std::optional<IndexEntry>> read_entry(int dfd, const std::string& name) {
   }
   IndexEntry e;
   std::memcpy(&e.producer_id, bytes.data() + 8, sizeof e.producer_id);
+  std::memcpy(&e.pid, bytes.data() + 16, sizeof e.pid);
   e.descriptor = bytes.substr(kHeader);
   return std::optional<IndexEntry>(std::move(e));
 }
@@ -93,6 +94,12 @@ bool older_than(const struct stat& st, std::chrono::milliseconds age) {
   return ns(now) - ns(st.st_mtim) >= std::chrono::nanoseconds(age).count();
 }
 
+// True when no process `pid` exists (a pid that exists, reused or not, keeps its entries).
+bool process_gone(int64_t pid) {
+  if (pid <= 0 || pid > INT32_MAX) return true;
+  return ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH;
+}
+
 // A temporary or claimed file (".t"/".c" + random + pid + counter, in hex) whose process is
 // gone. A pid that exists, reused or not, keeps its file.
 bool leftover_of_dead_process(const std::string& name) {
@@ -104,7 +111,7 @@ bool leftover_of_dead_process(const std::string& name) {
     pid = pid << 4 | static_cast<uint64_t>(v);
   }
   if (pid == 0 || pid > INT32_MAX) return false;
-  return ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH;
+  return process_gone(static_cast<int64_t>(pid));
 }
 
 }  // namespace
@@ -152,7 +159,7 @@ Result<int> KeyIndex::open_dir() {
   return dir_.get();
 }
 
-Status KeyIndex::write_entry(int dfd, const std::string& name, uint64_t producer_id,
+Status KeyIndex::write_entry(int dfd, const std::string& name, uint64_t producer_id, int64_t pid,
                              std::string_view descriptor, bool replace) {
   std::string tmp = unique_name('t');
   Fd fd(::openat(dfd, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
@@ -162,6 +169,7 @@ Status KeyIndex::write_entry(int dfd, const std::string& name, uint64_t producer
   char header[kHeader];
   std::memcpy(header, kMagic, sizeof kMagic);
   std::memcpy(header + 8, &producer_id, sizeof producer_id);
+  std::memcpy(header + 16, &pid, sizeof pid);
   Status st = write_all(fd.get(), header, sizeof header);
   if (st.ok()) st = write_all(fd.get(), descriptor.data(), descriptor.size());
   fd.reset();
@@ -181,7 +189,8 @@ Status KeyIndex::publish(const PayloadKey& key, uint64_t producer_id, std::strin
   OMNICONN_ASSIGN_OR_RETURN(int dfd, dir());
   if (std::chrono::steady_clock::now() - last_sweep_ >= policy_.interval) sweep_locked(dfd);
   std::string name = entry_name(key);
-  OMNICONN_RETURN_IF_ERROR(write_entry(dfd, name, producer_id, descriptor, /*replace=*/true));
+  OMNICONN_RETURN_IF_ERROR(
+      write_entry(dfd, name, producer_id, ::getpid(), descriptor, /*replace=*/true));
   // Forget up to two entries that readers have taken: the list follows what is unread.
   for (int i = 0; i < 2 && !mine_.empty(); ++i) {
     if (::faccessat(dfd, mine_.front().name.c_str(), F_OK, AT_SYMLINK_NOFOLLOW) == 0) break;
@@ -215,7 +224,7 @@ void KeyIndex::restore(const PayloadKey& key, const IndexEntry& entry) {
   std::lock_guard lock(mu_);
   auto dfd = dir();
   if (dfd.ok()) {
-    (void)write_entry(*dfd, entry_name(key), entry.producer_id, entry.descriptor, false);
+    (void)write_entry(*dfd, entry_name(key), entry.producer_id, entry.pid, entry.descriptor, false);
   }
 }
 
@@ -300,7 +309,9 @@ bool KeyIndex::sweep_one(int dfd, const std::string& name, std::map<uint64_t, bo
   if (!e.ok() || !e->has_value()) return false;
   uint64_t writer = (*e)->producer_id;
   auto [it, fresh] = gone->try_emplace(writer, false);
-  if (fresh) it->second = nobody_listens(producer_socket_name(writer));
+  // Both: a writer in another network namespace (a container sharing /dev/shm) cannot be
+  // heard, but its process can be seen.
+  if (fresh) it->second = nobody_listens(producer_socket_name(writer)) && process_gone((*e)->pid);
   if (!it->second) return false;
   return remove_entry_if(dfd, name, [&](const IndexEntry& x) { return x.producer_id == writer; });
 }

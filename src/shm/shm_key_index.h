@@ -28,6 +28,7 @@ namespace omniconn::shm {
 
 struct IndexEntry {
   uint64_t producer_id = 0;
+  int64_t pid = 0;  // the writer's process: a sweep never removes the entry while it exists
   std::string descriptor;
 };
 
@@ -77,7 +78,7 @@ class KeyIndex {
   };
   Result<int> dir();
   Result<int> open_dir();
-  Status write_entry(int dfd, const std::string& name, uint64_t producer_id,
+  Status write_entry(int dfd, const std::string& name, uint64_t producer_id, int64_t pid,
                      std::string_view descriptor, bool replace);
   void remove_mine(const Mine& m);
   size_t sweep_locked(int dfd);

@@ -666,10 +666,18 @@ TEST_F(ShmKeyIndex, SweepRemovesOnlyWhatDeadProcessesLeft) {
   const PayloadKey live_key{"live", "0", "1"}, dead_key{"dead", "0", "1"};
   TestPayload p(kRefBytes, 1);
   ASSERT_TRUE(live->put(live_key, p.builder, deadline_in(2s)).ok());
-  shm::KeyIndex planter(ns_);  // an entry of a writer id that nobody listens on
-  ASSERT_TRUE(planter.publish(dead_key, shm::random_u64() | 1, "not a descriptor").ok());
-  pid_t dead = spawn([] { return 0; });
+  // An entry of a writer id that nobody listens on, left by a process that is gone (its
+  // KeyIndex is never destroyed, as after a crash).
+  pid_t dead = spawn([&] {
+    auto* planter = new shm::KeyIndex(ns_);
+    return planter->publish(dead_key, shm::random_u64() | 1, "not a descriptor").ok() ? 0 : 1;
+  });
   ASSERT_EQ(wait_child(dead), 0);
+  // The same from a process that lives (another network namespace: nobody can be heard):
+  // its entry stays.
+  const PayloadKey unheard_key{"unheard", "0", "1"};
+  shm::KeyIndex unheard(ns_);
+  ASSERT_TRUE(unheard.publish(unheard_key, shm::random_u64() | 1, "not a descriptor").ok());
   const std::vector<std::string> dead_files = {leftover_name('t', dead), leftover_name('c', dead)};
   const std::string own_file = leftover_name('t', ::getpid());
   for (const std::string& f : dead_files) touch(f);
@@ -685,8 +693,9 @@ TEST_F(ShmKeyIndex, SweepRemovesOnlyWhatDeadProcessesLeft) {
   for (int i = 0; i < sweeps_to_cover(16); ++i) ASSERT_TRUE(sweeper.sweep().ok());
   EXPECT_FALSE(exists(entry_path(ns_, dead_key)));
   for (const std::string& f : dead_files) EXPECT_FALSE(exists(dir + f)) << f;
-  EXPECT_TRUE(exists(entry_path(ns_, live_key)));  // its writer lives
-  EXPECT_TRUE(exists(dir + own_file));             // its process lives
+  EXPECT_TRUE(exists(entry_path(ns_, live_key)));     // its writer lives
+  EXPECT_TRUE(exists(entry_path(ns_, unheard_key)));  // its process lives
+  EXPECT_TRUE(exists(dir + own_file));                // its process lives
   ::unlink((dir + own_file).c_str());
   auto r = make_shm(ns_);
   auto v = get_by_key(*r, live_key, deadline_in(2s));
