@@ -80,6 +80,8 @@ def steps(args):
           f"--max-seconds={secs}"], {}, 180),
         ("python_bench", "omniconn from Python against vllm-omni's method",
          [PY, ROOT / "bench/python_bench.py", f"--sizes={without(sizes, '4K')}"], pyenv, 300),
+        ("python_cow_bench", "copy-on-write (writable) views against read-only ones (Python)",
+         [PY, ROOT / "bench/python_cow_bench.py"], pyenv, 300),
         ("mooncake_bench", "omniconn MooncakeConnector against the raw Store C API",
          [b / "bench/mooncake_bench", "--sizes", mc_sizes, "--iters", mc_iters],
          {"MC_LOG_LEVEL": "WARNING", "GLOG_minloglevel": "2"}, 300),
