@@ -18,6 +18,7 @@
 #include "omniconn/connector.h"
 #include "shm/shm_descriptor.h"
 #include "shm/shm_key_index.h"
+#include "shm/shm_test_util.h"
 #include "test_util.h"
 
 namespace omniconn::testing {
@@ -47,19 +48,6 @@ constexpr auto kSlack = 1500ms;  // how late a deadline may be noticed
 #else
 constexpr auto kSlack = 500ms;
 #endif
-
-std::unique_ptr<Connector> make_shm(const std::string& ns, Value::Map overrides = {}) {
-  Value::Map extra;
-  extra.emplace("namespace", Value(ns));
-  extra.emplace("arena_bytes", Value(static_cast<int64_t>(4 * kMiB)));
-  for (auto& [k, v] : overrides) extra[k] = std::move(v);
-  auto c = create_connector({"SharedMemoryConnector", Value(std::move(extra))});
-  if (!c.ok()) {
-    std::fprintf(stderr, "creating the connector: %s\n", c.status().ToString().c_str());
-    return nullptr;
-  }
-  return std::move(*c);
-}
 
 Value::Map one_mib_arena() {
   Value::Map m;

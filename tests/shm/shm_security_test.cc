@@ -24,6 +24,7 @@
 #include "shm/shm_layout.h"
 #include "shm/shm_os.h"
 #include "shm/shm_reader.h"
+#include "shm/shm_test_util.h"
 #include "test_util.h"
 
 namespace omniconn::testing {
@@ -64,19 +65,6 @@ const std::string kRefused = "refused: the writer process runs as another user";
 
 Value size_value(size_t n) {
   return Value(static_cast<int64_t>(n));
-}
-
-std::unique_ptr<Connector> make_shm(const std::string& ns, const Value::Map& overrides = {}) {
-  Value::Map extra;
-  extra.emplace("namespace", Value(ns));
-  extra.emplace("arena_bytes", size_value(4 * kMiB));
-  for (const auto& [k, v] : overrides) extra[k] = v;
-  auto c = create_connector({"SharedMemoryConnector", Value(std::move(extra))});
-  if (!c.ok()) {
-    std::fprintf(stderr, "creating the connector: %s\n", c.status().ToString().c_str());
-    return nullptr;
-  }
-  return std::move(*c);
 }
 
 // Small arena, payloads up to 8 MiB: kBigBytes goes to a dedicated segment.
