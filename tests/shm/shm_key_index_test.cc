@@ -32,17 +32,6 @@ constexpr size_t kInlineBytes = 100;      // travels in the descriptor (and the 
 constexpr size_t kRefBytes = 128 * kKiB;  // above the 64 KiB threshold: in the arena
 constexpr size_t kBigBytes = 2 * kMiB;    // above a 1 MiB arena: a dedicated segment
 
-// In a child: `expr` (a string) must be empty; otherwise it says what is wrong.
-#define CHILD_EMPTY(expr)                                                                        \
-  do {                                                                                           \
-    std::string _e = (expr);                                                                     \
-    if (!_e.empty()) {                                                                           \
-      std::fprintf(stderr, "child %d: %s at %s:%d: %s\n", ::getpid(), #expr, __FILE__, __LINE__, \
-                   _e.c_str());                                                                  \
-      std::_Exit(1);                                                                             \
-    }                                                                                            \
-  } while (0)
-
 #ifdef OMNICONN_SANITIZED
 constexpr auto kSlack = 1500ms;  // how late a deadline may be noticed
 #else

@@ -52,17 +52,6 @@ const std::string kRefused = "refused: the writer process runs as another user";
     }                                                                                           \
   } while (0)
 
-// In a child: `expr` (a string) must be empty; otherwise it says what is wrong.
-#define CHILD_EMPTY(expr)                                                                        \
-  do {                                                                                           \
-    std::string _e = (expr);                                                                     \
-    if (!_e.empty()) {                                                                           \
-      std::fprintf(stderr, "child %d: %s at %s:%d: %s\n", ::getpid(), #expr, __FILE__, __LINE__, \
-                   _e.c_str());                                                                  \
-      std::_Exit(1);                                                                             \
-    }                                                                                            \
-  } while (0)
-
 Value size_value(size_t n) {
   return Value(static_cast<int64_t>(n));
 }

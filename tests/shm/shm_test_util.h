@@ -1,13 +1,27 @@
 // Helpers shared by the SharedMemoryConnector's own tests.
 #pragma once
 
+#include <unistd.h>
+
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <string>
 
 #include "omniconn/connector.h"
 #include "omniconn/registry.h"
+
+// In a child: `expr` (a string) must be empty; otherwise it says what is wrong and exits 1.
+#define CHILD_EMPTY(expr)                                                                        \
+  do {                                                                                           \
+    std::string _e = (expr);                                                                     \
+    if (!_e.empty()) {                                                                           \
+      std::fprintf(stderr, "child %d: %s at %s:%d: %s\n", ::getpid(), #expr, __FILE__, __LINE__, \
+                   _e.c_str());                                                                  \
+      std::_Exit(1);                                                                             \
+    }                                                                                            \
+  } while (0)
 
 namespace omniconn::testing {
 
