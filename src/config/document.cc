@@ -404,6 +404,7 @@ void Resolver::apply_platform_stage(Value::List* stages, const std::string& list
     const Value& fields = nested != nullptr && nested->is_map() ? *nested : ps;
     std::string fields_path = &fields == &ps ? path : join_key(path, "engine_args");
     std::string to = join_index(list, i);
+    const Locs from = diag_->locs();  // the override's own locations, unchanged below
     for (const auto& [key, value] : *fields.as_map()) {
       if (key == "stage_id") continue;
       Value& slot = (*stage.as_map())[key];
@@ -413,8 +414,7 @@ void Resolver::apply_platform_stage(Value::List* stages, const std::string& list
         slot = value;
         erase_subtree(&diag_->locs(), join_key(to, key));
       }
-      copy_subtree(Locs(diag_->locs()), join_key(fields_path, key), &diag_->locs(),
-                   join_key(to, key));
+      copy_subtree(from, join_key(fields_path, key), &diag_->locs(), join_key(to, key));
     }
     return;
   }
