@@ -67,6 +67,10 @@ struct ConnectorType {
   std::vector<std::string> aliases = {};
   ConnectorCapabilities capabilities;
   Value automatic_extra;  // `extra` of an automatic connector (capabilities.automatic)
+  // `extra` keys whose values may differ from host to host in one multi-host run (a node's
+  // own address): the runtime leaves them out when it checks that every host loaded the same
+  // config.
+  std::vector<std::string> host_local_keys = {};
   // Checks `extra` without creating anything.
   std::function<FieldErrors(const Value& extra)> validate;
   std::function<Result<std::unique_ptr<Connector>>(const ConnectorSpec&)> create;

@@ -313,6 +313,8 @@ ConnectorType mooncake_connector_type() {
   t.capabilities.reaches_other_hosts = true;
   // Mooncake's threads do not survive fork, and a forked child cannot start it again.
   t.capabilities.usable_after_fork = false;
+  // Each host gives its own address (the segment it contributes); the store is shared.
+  t.host_local_keys = {"host", "segment", "localbuf", "rdma"};
   t.validate = [](const Value& extra) {
     MooncakeOptions o;
     return read_mooncake_options(extra, &o);
