@@ -39,6 +39,7 @@ Result<std::shared_ptr<const Api>> open_api(const std::string& path) {
   resolve(handle, "mooncake_store_remove_by_regex", &api->remove_by_regex, &missing);
   resolve(handle, "mooncake_store_register_buffer", &api->register_buffer, &missing);
   resolve(handle, "mooncake_store_unregister_buffer", &api->unregister_buffer, &missing);
+  resolve(handle, "mooncake_store_get_hostname", &api->get_hostname, &missing);
   if (!missing.empty()) {
     dlclose(handle);
     return Status::Unavailable(path + " lacks " + missing +
@@ -79,6 +80,8 @@ Result<std::shared_ptr<const Api>> load_api(const std::string& configured) {
 std::string code_name(int64_t rc) {
   static const std::map<int64_t, const char*> kNames = {{-1, "INTERNAL_ERROR"},
                                                         {-10, "BUFFER_OVERFLOW"},
+                                                        {-101, "SEGMENT_NOT_FOUND"},
+                                                        {-103, "CLIENT_NOT_FOUND"},
                                                         {-200, "NO_AVAILABLE_HANDLE"},
                                                         {-600, "INVALID_PARAMS"},
                                                         {-700, "INVALID_WRITE"},

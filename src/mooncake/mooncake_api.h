@@ -44,6 +44,7 @@ struct Api {
   int64_t (*remove_by_regex)(store_t, const char* pattern, int force);
   int (*register_buffer)(store_t, void* buffer, size_t size);
   int (*unregister_buffer)(store_t, void* buffer);
+  int (*get_hostname)(store_t, char* buf_out, size_t buf_len);  // this client's segment name
 
   std::string path;  // what was loaded
   void* handle = nullptr;
@@ -62,6 +63,13 @@ enum Code : int {
   kRpcFail = -900,
   kRpcTimeout = -901,
 };
+
+// The config of every payload put: one replica, hard-pinned (a payload nobody has read must
+// never be evicted), placed on `preferred` first when it is set (a segment name, "host:port").
+// Never a zeroed struct: Mooncake refuses replica_num 0. `*preferred` must outlive the call.
+constexpr ReplicateConfig pinned_config(const char** preferred = nullptr) {
+  return ReplicateConfig{1, 0, 1, preferred, preferred != nullptr ? 1u : 0u};
+}
 
 // Loads the library once per path for the life of the process (Mooncake's library keeps
 // threads and atexit hooks, so it is never dlclosed). `configured` is extra.library ("" if

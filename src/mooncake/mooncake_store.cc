@@ -16,7 +16,7 @@ namespace omniconn::mooncake {
 namespace {
 
 constexpr size_t kAlign = 64;  // payloads start 64-byte aligned (docs/format.md)
-constexpr ReplicateConfig kPinned{1, 0, 1, nullptr, 0};
+constexpr ReplicateConfig kPinned = pinned_config();
 
 // Mooncake reads these when the client starts. On one host the transfer engine must advertise
 // the loopback address (else it picks the first non-lo interface), and its INFO logging floods
@@ -27,6 +27,11 @@ void prepare_environment(const MooncakeOptions& o) {
     ::setenv("MC_TCP_BIND_ADDRESS", o.host.c_str(), 0);
   }
   ::setenv("MC_LOG_LEVEL", "WARNING", 0);
+}
+
+std::string own_segment_name(const Api& api, store_t store) {
+  char name[1024] = {};
+  return api.get_hostname(store, name, sizeof name) == 0 ? std::string(name) : std::string();
 }
 
 std::string client_key(const MooncakeOptions& o) {
@@ -88,6 +93,7 @@ Status StoreClient::start(const MooncakeOptions& o, pid_t* started_in) {
     }
   }).join();
   if (!st.ok()) return Status::Unavailable(st.ToString());
+  segment_ = o.segment_bytes > 0 ? own_segment_name(*api_, store_) : "";
   void* pool =
       ::mmap(nullptr, o.localbuf_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (pool == MAP_FAILED) return Status::ResourceExhausted("MooncakeConnector: mmap of localbuf");
@@ -181,6 +187,14 @@ Status StoreClient::put_pinned(const std::string& key, std::span<std::byte> byte
       return rc == kNoAvailableHandle ? st : Status::Timeout(st.message());
     }
   }
+}
+
+Status StoreClient::put_preferring(const std::string& key, std::span<std::byte> bytes,
+                                   const std::string& segment, Deadline deadline, bool* preferred) {
+  const char* name = segment.c_str();
+  const ReplicateConfig config = pinned_config(&name);
+  *preferred = api_->put_from(store_, key.c_str(), bytes.data(), bytes.size(), &config) == 0;
+  return *preferred ? Status::Ok() : put_pinned(key, bytes, deadline);
 }
 
 uint64_t StoreClient::pool_in_use() const {

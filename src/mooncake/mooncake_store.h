@@ -62,6 +62,16 @@ class StoreClient {
   // evicted), retried through transient errors; a store still full at the deadline is
   // ResourceExhausted. The key must not exist yet: Mooncake keeps the first value of a key.
   Status put_pinned(const std::string& key, std::span<std::byte> bytes, Deadline deadline);
+  // put_pinned with the replica placed on `segment` first. The master takes another segment
+  // when that one is full or gone, without saying so; should the put fail all the same, it is
+  // made again without the preference (put_pinned: same key, so never twice). *preferred: the
+  // put that succeeded named the segment.
+  Status put_preferring(const std::string& key, std::span<std::byte> bytes,
+                        const std::string& segment, Deadline deadline, bool* preferred);
+
+  // This client's segment name, "host:port" (get_hostname): what a put's preferred_segments
+  // names. "" when it contributes no segment (segment 0) or Mooncake did not say.
+  const std::string& segment_name() const { return segment_; }
 
   uint64_t pool_bytes() const { return pool_bytes_; }
   uint64_t pool_in_use() const;
@@ -76,6 +86,7 @@ class StoreClient {
   std::byte* pool_ = nullptr;
   uint64_t pool_bytes_ = 0;
   uint64_t max_payload_ = 0;
+  std::string segment_;
 
   mutable std::mutex mu_;
   std::condition_variable freed_;
