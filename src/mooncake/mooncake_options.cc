@@ -26,6 +26,20 @@ bool valid_host_port(const std::string& s) {
   return port >= 1 && port <= 65535;
 }
 
+// A boolean into *out (left alone when the key is absent or not a boolean).
+void boolean(const Value& extra, std::string_view key, bool* out, ExtraReader* r) {
+  r->known(key);
+  const Value::Map* map = extra.as_map();
+  if (map == nullptr || !r->has(key)) return;
+  const Value& v = map->find(key)->second;
+  if (const bool* b = v.as_bool()) {
+    *out = *b;
+    return;
+  }
+  r->add({FieldError::Kind::kBadValue, std::string(key),
+          std::string(key) + ": want true or false, got " + std::string(v.kind_name())});
+}
+
 void check_values(const MooncakeOptions& o, ExtraReader* r) {
   using Kind = FieldError::Kind;
   if (r->has("master") && !valid_host_port(o.master)) {
@@ -53,6 +67,7 @@ FieldErrors read_mooncake_options(const Value& extra, MooncakeOptions* out) {
   r.string("namespace", &o.name_space);
   r.integer("inline_threshold_bytes", 0, kGiB, &o.inline_threshold_bytes, false);
   r.integer("max_payload_bytes", 1, 1024 * kGiB, &o.max_payload_bytes, false);
+  boolean(extra, "preferred_placement", &o.preferred_placement, &r);
   check_values(o, &r);
   o.segment_bytes =
       o.segment_bytes

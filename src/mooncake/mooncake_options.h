@@ -1,5 +1,6 @@
 // MooncakeConnector settings: vllm-omni's `extra` keys for its Mooncake store connector, plus
-// omniconn's own (library, namespace, inline_threshold_bytes, max_payload_bytes).
+// omniconn's own (library, namespace, inline_threshold_bytes, max_payload_bytes,
+// preferred_placement).
 #pragma once
 
 #include <cstdint>
@@ -21,6 +22,8 @@ struct MooncakeOptions {
   std::string name_space;  // key prefix "<namespace>/" ("" = none)
   uint64_t inline_threshold_bytes = 65536;         // payloads up to this travel in the descriptor
   uint64_t max_payload_bytes = uint64_t{1} << 30;  // larger payloads are refused
+  // Channel edges: a receiver announces its segment, a sender places replicas there.
+  bool preferred_placement = true;
 
   // Mooncake wants segment and buffer sizes in multiples of 4 MiB, and a segment of 0 or at
   // least 16 MiB: sizes are rounded up to that.
