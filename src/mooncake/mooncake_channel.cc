@@ -4,6 +4,56 @@
 
 namespace omniconn::mooncake {
 
+namespace {
+
+constexpr int64_t kMaxSegmentName = 1024;
+
+// The (small) value under `key`, or "" when it is absent or cannot be read right now: one
+// try, never waiting for pool space (the caller's own payload may hold it).
+std::string read_small(StoreClient& c, const std::string& key) {
+  const int64_t n = c.api().get_size(c.store(), key.c_str());
+  if (n <= 0 || n > kMaxSegmentName) return "";
+  auto r = c.acquire(static_cast<size_t>(n), Clock::now());
+  if (!r.ok()) return "";
+  const int64_t got = c.api().get_into(c.store(), key.c_str(), r->data, r->size);
+  std::string value = got == n ? std::string(reinterpret_cast<const char*>(r->data), r->size) : "";
+  c.release(*r);
+  return value;
+}
+
+}  // namespace
+
+Status announce_segment(StoreClient& client, const std::string& prefix, Deadline deadline) {
+  const std::string& name = client.segment_name();
+  if (name.empty()) return Status::Ok();
+  const std::string key = segment_key(prefix);
+  client.api().remove(client.store(), key.c_str(), 1);
+  OMNICONN_ASSIGN_OR_RETURN(Region r, client.acquire(name.size(), deadline));
+  std::memcpy(r.data, name.data(), name.size());
+  Status st = client.put_pinned(key, {r.data, r.size}, deadline);
+  client.release(r);
+  return st;
+}
+
+std::string SegmentBook::preferred(const std::string& prefix) {
+  const auto now = Clock::now();
+  {
+    std::lock_guard lock(mu_);
+    auto it = edges_.find(prefix);
+    if (it != edges_.end() && now < it->second.due) return it->second.segment;
+  }
+  // Read without the lock: other edges' puts go on meanwhile.
+  std::string segment = read_small(*client_, segment_key(prefix));
+  std::lock_guard lock(mu_);
+  edges_[prefix] = Entry{segment, now + kRefresh};
+  return segment;
+}
+
+void SegmentBook::stale(const std::string& prefix) {
+  std::lock_guard lock(mu_);
+  if (auto it = edges_.find(prefix); it != edges_.end()) it->second.due = Clock::time_point();
+}
+
 Status ChannelSender::push(std::string_view descriptor, Deadline deadline) {
   std::lock_guard lock(mu_);
   std::string key = prefix_ + std::to_string(seq_);

@@ -2,11 +2,15 @@
 // segments its clients contribute), over TCP or RDMA. The store key of a payload is vllm-omni's
 // "{request_id}/{from}_to_{to}" (after "<namespace>/" when one is set). Payloads are written
 // once into registered memory and moved by put_from / get_into; the reader removes the key.
-// Channel mode keeps each edge's descriptors in the store too (mooncake_channel.h).
+// Channel mode keeps each edge's descriptors in the store too (mooncake_channel.h), and places
+// each payload's replica in the segment the edge's reader announced.
+#include "mooncake/mooncake_connector.h"
+
 #include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <deque>
+#include <vector>
 
 #include "mooncake/mooncake_channel.h"
 #include "mooncake/mooncake_descriptor.h"
@@ -55,8 +59,12 @@ class MooncakeConnector final : public ConnectorBase {
       : opts_(std::move(o)),
         client_(std::move(client)),
         api_(client_->api()),
-        store_(client_->store()) {}
-  ~MooncakeConnector() override { close_queues(); }
+        store_(client_->store()),
+        book_(client_) {}
+  ~MooncakeConnector() override {
+    close_queues();
+    for (const std::string& k : announced_) api_.remove(store_, k.c_str(), 1);
+  }
 
   std::string_view type_name() const override { return "MooncakeConnector"; }
   Status cleanup(std::string_view request_id) override;
@@ -106,7 +114,8 @@ class MooncakeConnector final : public ConnectorBase {
   }
   Result<std::unique_ptr<DescriptorReceiver>> open_receiver(std::string_view from,
                                                             std::string_view to,
-                                                            Deadline) override {
+                                                            Deadline deadline) override {
+    if (opts_.preferred_placement) announce(channel_prefix(from, to), deadline);
     return std::unique_ptr<DescriptorReceiver>(
         std::make_unique<ChannelReceiver>(client_, channel_prefix(from, to)));
   }
@@ -115,6 +124,12 @@ class MooncakeConnector final : public ConnectorBase {
     m->in_use_bytes = client_->pool_in_use();
     std::lock_guard lock(mu_);
     m->in_flight = loans_.load(std::memory_order_relaxed) + unread_.size();
+  }
+
+ public:
+  PlacementCounts placement() const {
+    auto n = [this](Placed p) { return placed_[p].load(std::memory_order_relaxed); };
+    return {n(kPreferred), n(kFallback), n(kPlain), client_->segment_name()};
   }
 
  private:
@@ -126,6 +141,9 @@ class MooncakeConnector final : public ConnectorBase {
   }
   Result<Published> store_payload(std::span<std::byte> bytes, const PayloadKey& key,
                                   Deadline deadline);
+  Status put_placed(const std::string& store_key, std::span<std::byte> bytes, const PayloadKey& key,
+                    Deadline deadline);
+  void announce(const std::string& prefix, Deadline deadline);
   Result<std::string> free_store_key(const PayloadKey& key, Deadline deadline);
   Result<PayloadView> fetch(const DescriptorInfo& d, Deadline deadline, bool by_key = false);
   Result<PayloadView> inline_view(const DescriptorInfo& d);
@@ -138,7 +156,12 @@ class MooncakeConnector final : public ConnectorBase {
   store_t store_;
   std::atomic<uint64_t> loans_{0};  // outstanding
   mutable std::mutex mu_;
-  std::deque<std::string> unread_;  // payloads put here that no reader took, as last seen
+  std::deque<std::string> unread_;      // payloads put here that no reader took, as last seen
+  std::vector<std::string> announced_;  // segment announcements of this receiver's edges
+  SegmentBook book_;                    // the announcements of this sender's edges
+  enum Placed { kPreferred, kFallback, kPlain };
+  void count_placement(Placed p) { placed_[p].fetch_add(1, std::memory_order_relaxed); }
+  std::atomic<uint64_t> placed_[3] = {};  // PlacementCounts, by Placed
 };
 
 // Writes `bytes` (registered memory) under a free store key, or makes an inline descriptor.
@@ -155,9 +178,38 @@ Result<ConnectorBase::Published> MooncakeConnector::store_payload(std::span<std:
     return Published{encode_descriptor(d), bytes.size(), true};
   }
   OMNICONN_ASSIGN_OR_RETURN(d.store_key, free_store_key(key, deadline));
-  OMNICONN_RETURN_IF_ERROR(client_->put_pinned(d.store_key, bytes, deadline));
+  OMNICONN_RETURN_IF_ERROR(put_placed(d.store_key, bytes, key, deadline));
   track(d.store_key);
   return Published{encode_descriptor(d), bytes.size(), false};
+}
+
+// The put, with the replica placed in the segment the edge's reader announced when there is one
+// (and placement is on).
+Status MooncakeConnector::put_placed(const std::string& store_key, std::span<std::byte> bytes,
+                                     const PayloadKey& key, Deadline deadline) {
+  const std::string edge = channel_prefix(key.from_stage, key.to_stage);
+  const std::string segment = opts_.preferred_placement ? book_.preferred(edge) : "";
+  bool preferred = false;
+  Status st = segment.empty()
+                  ? client_->put_pinned(store_key, bytes, deadline)
+                  : client_->put_preferring(store_key, bytes, segment, deadline, &preferred);
+  if (!segment.empty() && !preferred) book_.stale(edge);  // gone, perhaps: read it again
+  if (st.ok()) count_placement(segment.empty() ? kPlain : preferred ? kPreferred : kFallback);
+  return st;
+}
+
+// Best effort, and brief (a full store would hold the recv up): without an announcement, the
+// edge's payloads go where the master puts them.
+void MooncakeConnector::announce(const std::string& prefix, Deadline deadline) {
+  const Deadline brief = std::min(deadline, Clock::now() + std::chrono::milliseconds(200));
+  if (!announce_segment(*client_, prefix, brief).ok() || client_->segment_name().empty()) {
+    return;
+  }
+  std::lock_guard lock(mu_);
+  const std::string k = segment_key(prefix);
+  if (std::find(announced_.begin(), announced_.end(), k) == announced_.end()) {
+    announced_.push_back(k);
+  }
 }
 
 // vllm-omni's key, or (while earlier payloads of the same request and edge are unread)
@@ -304,6 +356,15 @@ void MooncakeConnector::forget(const std::string& key) {
     unread_.erase(it);
   }
 }
+
+}  // namespace
+
+std::optional<PlacementCounts> placement_counts(const Connector& connector) {
+  auto* c = dynamic_cast<const MooncakeConnector*>(&connector);
+  return c ? std::optional<PlacementCounts>(c->placement()) : std::nullopt;
+}
+
+namespace {
 
 ConnectorType mooncake_connector_type() {
   ConnectorType t;
