@@ -20,3 +20,7 @@ endif()
 if(NOT TARGET ${OMNICONN_MSGPACK})
   message(FATAL_ERROR "msgpack-cxx not found: apt-get install libmsgpack-cxx-dev")
 endif()
+
+# ZeroMQ (libzmq3-dev; cppzmq-dev: the header-only C++ binding): the control channel between
+# the orchestrator and the stage workers of other hosts.
+pkg_check_modules(ZMQ REQUIRED IMPORTED_TARGET libzmq)

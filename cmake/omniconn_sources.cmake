@@ -15,7 +15,8 @@ set(OMNICONN_MOONCAKE_SOURCES
   mooncake/mooncake_descriptor.cc mooncake/mooncake_options.cc mooncake/mooncake_store.cc)
 set(OMNICONN_CONFIG_SOURCES config/config.cc config/config_json.cc config/document.cc
                             config/yaml_reader.cc)
-set(OMNICONN_RUNTIME_SOURCES runtime/orchestrator.cc runtime/report.cc runtime/stage.cc)
+set(OMNICONN_RUNTIME_SOURCES runtime/control.cc runtime/orchestrator.cc runtime/plan.cc
+    runtime/report.cc runtime/stage.cc runtime/worker.cc)
 
 # The connector types built into omniconn: the folder src/<name>/ defines
 # `Status register_<name>_connector(ConnectorRegistry&)`. Adding a built-in connector is a

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -134,6 +135,12 @@ int cmd_validate(const LoadArgs& args, bool json) {
   return kOk;
 }
 
+std::string join_ids(const std::vector<std::string>& ids) {
+  std::string out;
+  for (const std::string& id : ids) out += (out.empty() ? "" : ",") + id;
+  return out;
+}
+
 int cmd_run(const LoadArgs& args, RunOptions opts, const std::string& json_path) {
   ConfigLoad c;
   if (!load(args, &c)) return kInvalidConfig;
@@ -141,6 +148,22 @@ int cmd_run(const LoadArgs& args, RunOptions opts, const std::string& json_path)
     std::fprintf(stderr, "omniconn run: %s: %s; %s\n", args.config.c_str(),
                  no_edges_text(c.config).c_str(), kNoEdgesHint);
     return kInvalidConfig;
+  }
+  if (!opts.listen.empty()) {
+    opts.on_listening = [&](const std::string& bound) {
+      std::vector<std::string> remote;
+      for (const StageConfig& s : c.config.stages) {
+        if (std::find(opts.local_stages.begin(), opts.local_stages.end(), s.id) ==
+            opts.local_stages.end()) {
+          remote.push_back(s.id);
+        }
+      }
+      std::fprintf(stderr,
+                   "omniconn run: listening on %s for stage%s %s; on their host run: omniconn "
+                   "stage %s --stage %s --orchestrator %s\n",
+                   bound.c_str(), remote.size() == 1 ? "" : "s", join_ids(remote).c_str(),
+                   args.config.c_str(), join_ids(remote).c_str(), bound.c_str());
+    };
   }
   auto report = run_pipeline(c.config, opts);
   if (!report.ok()) {
@@ -156,6 +179,26 @@ int cmd_run(const LoadArgs& args, RunOptions opts, const std::string& json_path)
       return kRunFailed;
     }
   }
+  return kOk;
+}
+
+// One host's stages of a multi-host run.
+int cmd_stage(const LoadArgs& args, WorkerOptions opts) {
+  ConfigLoad c;
+  if (!load(args, &c)) return kInvalidConfig;
+  opts.on_started = [&](const std::vector<int>& pids) {
+    for (size_t i = 0; i < pids.size(); ++i) {
+      std::fprintf(stderr, "omniconn stage: stage %s started (pid %d), orchestrator %s\n",
+                   opts.stages[i].c_str(), pids[i], opts.orchestrator.c_str());
+    }
+  };
+  Status st = run_stage_worker(c.config, opts);
+  if (!st.ok()) {
+    std::fprintf(stderr, "omniconn stage: %s\n", st.ToString().c_str());
+    return st.code() == StatusCode::kInvalidArgument ? kInvalidConfig : kRunFailed;
+  }
+  std::fprintf(stderr, "omniconn stage: stage%s %s finished\n", opts.stages.size() > 1 ? "s" : "",
+               join_ids(opts.stages).c_str());
   return kOk;
 }
 
@@ -243,6 +286,44 @@ int main(int argc, char** argv) {
                   "a stage gives up on a send or receive that makes no progress this long")
       ->capture_default_str();
   run->add_flag("--no-progress", no_progress, "no progress bar (it is shown on a terminal)");
+  auto* listen = run->add_option(
+      "--listen", opts.listen,
+      "several hosts: wait on HOST:PORT (port 0: any) for `omniconn stage` workers to claim "
+      "the stages that --local does not name; docs/multi-host.md");
+  run->add_option("--local", opts.local_stages,
+                  "with --listen: stages started on this host (IDS, comma-separated)")
+      ->delimiter(',')
+      ->needs(listen);
+  run->add_option("--host-name", opts.host_name, "this host in the report (default: hostname)");
+  run->add_option("--join-timeout-ms", opts.join_timeout_ms,
+                  "with --listen: every remote stage must join within this")
+      ->capture_default_str();
+  run->add_option("--heartbeat-timeout-ms", opts.heartbeat_timeout_ms,
+                  "a host silent this long (dead, or the link cut) ends the run on every host")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1000}, int64_t{600000}));
+
+  WorkerOptions worker;
+  auto* stage = app.add_subcommand(
+      "stage",
+      "Run some stages of a pipeline on this host, for an orchestrator (`omniconn run "
+      "--listen`) on another: joins it, checks that both loaded the same config, starts the "
+      "stages when the run starts and stops them when it ends. Any launcher (ssh, Slurm, "
+      "Kubernetes) can place them. Exit 0 when every stage here finished.");
+  add_load_options(stage);
+  stage->add_option("--stage", worker.stages, "stage ids to run here (repeat, or comma-separated)")
+      ->delimiter(',')
+      ->required();
+  stage
+      ->add_option("--orchestrator", worker.orchestrator,
+                   "HOST:PORT of the orchestrator's --listen")
+      ->required();
+  stage->add_option("--host-name", worker.host_name,
+                    "this host in the orchestrator's report (default: hostname)");
+  stage
+      ->add_option("--connect-timeout-ms", worker.connect_timeout_ms,
+                   "give up when the orchestrator does not answer within this")
+      ->capture_default_str();
 
   auto* bench = app.add_subcommand(
       "bench",
@@ -260,6 +341,7 @@ int main(int argc, char** argv) {
   }
   if (*validate) return cmd_validate(args, validate_json);
   if (*bench) return cmd_bench(bench->remaining());
+  if (*stage) return cmd_stage(args, worker);
   opts.progress = !no_progress && ::isatty(STDERR_FILENO);
   return cmd_run(args, opts, json_path);
 }

@@ -33,12 +33,38 @@ struct RunOptions {
   bool progress = false;  // a progress bar on stderr
   // Gives up on a stage operation (send/recv) that makes no progress for this long.
   int64_t op_timeout_ms = 30000;
-  // Called once all stage processes are started (pids in stage order); tests use it.
+  // Called once all stage processes are started (pids in stage order; 0 for a stage of
+  // another host); tests use it.
+  std::function<void(const std::vector<int>& pids)> on_started;
+
+  // Several hosts. With `listen` ("HOST:PORT"; port 0: any free port) the orchestrator waits
+  // there for stage workers (run_stage_worker) to claim every stage not in `local_stages`,
+  // then starts the run everywhere; without it every stage runs here, as always.
+  std::string listen;
+  std::vector<std::string> local_stages;  // stage ids started on this host
+  std::string host_name;                  // this host in reports ("" = its hostname)
+  int64_t join_timeout_ms = 60000;        // every remote stage claimed within this
+  // A host silent for this long (no heartbeat: dead, or the link is cut) ends the run.
+  int64_t heartbeat_timeout_ms = 3000;
+  // Called with the address bound (port filled in) once the orchestrator listens.
+  std::function<void(const std::string& bound)> on_listening;
+};
+
+// One host's part of a multi-host run: starts `stages` here once the orchestrator at
+// `orchestrator` ("HOST:PORT") admits them, relays their control lines, and ends them when
+// the run ends, the orchestrator says stop, or it stays silent past the heartbeat timeout.
+struct WorkerOptions {
+  std::string orchestrator;
+  std::vector<std::string> stages;     // stage ids
+  std::string host_name;               // this host in reports ("" = its hostname)
+  int64_t connect_timeout_ms = 60000;  // the orchestrator answers within this
+  // Called once the stages are started (their pids, in the order of `stages`).
   std::function<void(const std::vector<int>& pids)> on_started;
 };
 
 struct EdgeReport {
   std::string from, to, connector;  // connector: type (and config name)
+  std::string from_host, to_host;   // multi-host runs: where its two stages ran
   int64_t requests = 0;
   int64_t bytes = 0;
   double p50_ms = 0, p99_ms = 0, max_ms = 0;
@@ -49,6 +75,7 @@ struct EdgeReport {
 
 struct StageReport {
   std::string id;
+  std::string host;  // where it ran (multi-host runs)
   std::string name;  // engine_args.model_stage when present
   int pid = 0;
   int64_t peak_rss_kb = 0;
@@ -57,6 +84,7 @@ struct StageReport {
 };
 
 struct RunReport {
+  bool multi_host = false;  // stages ran on more than one host: the tables show hosts
   double wall_s = 0;
   int64_t requests_done = 0;
   std::vector<EdgeReport> edges;
@@ -66,6 +94,10 @@ struct RunReport {
 // Runs the pipeline to completion. Errors name the stage that failed ("stage 1 (talker):
 // killed by signal 9"); all stage processes are gone when it returns.
 Result<RunReport> run_pipeline(const PipelineConfig& config, const RunOptions& options);
+
+// Runs this host's stages of a multi-host run (see WorkerOptions). OK when every stage here
+// finished; otherwise what ended them ("stopped by the orchestrator: stage 0 on a ...").
+Status run_stage_worker(const PipelineConfig& config, const WorkerOptions& options);
 
 std::string format_report(const RunReport& report);
 std::string report_json(const RunReport& report, const PipelineConfig& config,

@@ -1,9 +1,8 @@
-// The orchestrator: starts one process per stage, hands out request ids to the source stages,
-// collects completions and statistics, and ends the run cleanly when a stage fails or on a
-// signal. It never carries payload data.
-#include <fcntl.h>
+// The orchestrator: starts one process per stage of this host, admits the stage workers of
+// other hosts (multi-host runs), hands out request ids to the source stages, collects
+// completions and statistics, and ends the run on every host when a stage fails, a host goes
+// silent, or on a signal. It never carries payload data.
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -11,11 +10,14 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <thread>
 
+#include "omniconn/registry.h"
+#include "runtime/control.h"
 #include "runtime/runtime_internal.h"
 
 namespace omniconn {
@@ -23,45 +25,40 @@ namespace omniconn {
 namespace {
 
 using nlohmann::json;
+using runtime::ControlMessage;
 using runtime::LineReader;
 using runtime::StagePlan;
+using std::chrono::milliseconds;
 
 volatile std::sig_atomic_t g_interrupted = 0;
 void on_interrupt(int sig) {
   g_interrupted = sig;
 }
-void on_stage_term(int) {
-  runtime::g_stage_stop = 1;
-}
 
 struct Proc {
   const StageConfig* stage = nullptr;
-  std::string label;  // "stage 1 (talker)"
-  pid_t pid = -1;
+  std::string label;  // "stage 1 (talker)", "stage 1 (talker) on b" in a multi-host run
+  std::string host, identity;
+  int worker = -1;  // index in workers_; -1: a process of this host
+  pid_t pid = -1;   // 0: a remote stage not started yet
   int ctl_w = -1;
   std::unique_ptr<LineReader> evt;
+  std::deque<std::string> inbox;  // remote: the event lines its worker relayed
   bool source = false, sink = false;
-  bool exited = false, stats_seen = false;
+  bool exited = false, reaped = false, stats_seen = false;
   int status = 0;
   std::string error;
   json stats;
 };
 
-std::string stage_label(const StageConfig& s) {
-  std::string label = "stage " + s.id;
-  const Value* ea = s.raw.find("engine_args");
-  const Value* ms = ea != nullptr ? ea->find("model_stage") : nullptr;
-  if (ms != nullptr && ms->as_string() != nullptr) label += " (" + *ms->as_string() + ")";
-  return label;
-}
-
-std::string describe_exit(int status) {
-  if (WIFSIGNALED(status)) {
-    return std::string("killed by signal ") + std::to_string(WTERMSIG(status)) + " (" +
-           strsignal(WTERMSIG(status)) + ")";
-  }
-  return "exited with status " + std::to_string(WEXITSTATUS(status));
-}
+// A stage worker of another host (multi-host runs).
+struct Worker {
+  std::string peer, host, identity, address;
+  std::vector<size_t> procs;
+  Clock::time_point last_seen;
+  bool dropped = false;  // went silent before the run started: its stages are free again
+  bool done = false;     // said bye
+};
 
 Status check_options(const RunOptions& o) {
   const Workload& w = o.workload;
@@ -76,7 +73,17 @@ Status check_options(const RunOptions& o) {
   if (w.tokens * w.hidden_size * 4 > (int64_t{1} << 30)) {
     return Status::InvalidArgument("hidden states of tokens x hidden_size x 4 bytes exceed 1 GiB");
   }
+  if (o.heartbeat_timeout_ms < 4 * runtime::kHeartbeatIntervalMs) {
+    return Status::InvalidArgument("the heartbeat timeout must be at least " +
+                                   std::to_string(4 * runtime::kHeartbeatIntervalMs) + " ms");
+  }
   return Status::Ok();
+}
+
+std::string seconds(Clock::duration d) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f s", std::chrono::duration<double>(d).count());
+  return buf;
 }
 
 class Orchestrator {
@@ -86,8 +93,17 @@ class Orchestrator {
   Result<RunReport> run();
 
  private:
-  Status start();
-  [[noreturn]] void become_stage(size_t index, int ctl_r, int evt_w);
+  void prepare();
+  Status gather();
+  void admit(const ControlMessage& m);
+  std::string unclaimed() const;
+  Status check_hosts() const;
+  Status start_local();
+  Status poll_control(bool liveness);
+  void on_message(Worker& w, const std::string& text);
+  bool next_event(Proc& p, std::string* line);
+  void send_ctl(Proc& p, const std::string& line);
+  void broadcast(const std::string& text);
   void issue();
   Status pump();
   Status reap();
@@ -98,9 +114,14 @@ class Orchestrator {
 
   const PipelineConfig& config_;
   const RunOptions& opts_;
-  std::string ns_;
+  std::string ns_, digest_, failure_;
   std::vector<Proc> procs_;
   std::vector<StagePlan> plans_;
+  std::unique_ptr<runtime::ControlServer> server_;
+  std::vector<Worker> workers_;
+  std::map<size_t, size_t> claims_;  // remote stage index -> worker index
+  Clock::time_point last_beat_;
+  bool started_ = false;  // the workers were welcomed
   int64_t issued_ = 0, completed_ = 0;
   std::map<int64_t, size_t> done_counts_;
   size_t sinks_ = 0;
@@ -108,68 +129,237 @@ class Orchestrator {
   double wall_s_ = 0;
 };
 
-Status Orchestrator::start() {
+void Orchestrator::prepare() {
   ns_ = "run-" + std::to_string(::getpid()) + "-" +
         std::to_string(Clock::now().time_since_epoch().count() % 1000000007);
   procs_.resize(config_.stages.size());
-  plans_.resize(config_.stages.size());
   for (size_t i = 0; i < config_.stages.size(); ++i) {
-    const StageConfig& s = config_.stages[i];
-    StagePlan& p = plans_[i];
-    p.stage = &s;
-    p.name_space = ns_;
-    p.options = &opts_;
-    for (const EdgeConfig& e : config_.edges) {
-      if (e.to == s.id) p.inputs.push_back(&e);
-      if (e.from == s.id) p.outputs.push_back(&e);
-    }
+    plans_.push_back(runtime::plan_for(config_, i, ns_, &opts_));
     Proc& pr = procs_[i];
-    pr.stage = &s;
-    pr.label = stage_label(s);
-    pr.source = p.inputs.empty();
-    pr.sink = p.outputs.empty();
+    pr.stage = &config_.stages[i];
+    pr.label = runtime::stage_label(*pr.stage);
+    pr.host = runtime::host_display_name(opts_.host_name);
+    pr.identity = runtime::host_identity();
+    pr.source = plans_[i].inputs.empty();
+    pr.sink = plans_[i].outputs.empty();
     sinks_ += pr.sink ? 1 : 0;
   }
-  std::fflush(nullptr);
+}
+
+// Which stages still wait for a worker: "1, 2".
+std::string Orchestrator::unclaimed() const {
+  std::string out;
   for (size_t i = 0; i < procs_.size(); ++i) {
-    int ctl[2], evt[2];
-    if (::pipe2(ctl, O_CLOEXEC) != 0 || ::pipe2(evt, O_CLOEXEC) != 0) {
-      return Status::ResourceExhausted("pipe: " + std::string(std::strerror(errno)));
+    bool local = std::find(opts_.local_stages.begin(), opts_.local_stages.end(),
+                           procs_[i].stage->id) != opts_.local_stages.end();
+    if (!local && !claims_.contains(i)) out += (out.empty() ? "" : ", ") + procs_[i].stage->id;
+  }
+  return out;
+}
+
+void Orchestrator::admit(const ControlMessage& m) {
+  auto refuse = [&](const std::string& why) { server_->send(m.peer, "refuse " + why); };
+  if (m.text.rfind("hello ", 0) != 0) return;  // a worker this run does not know
+  json hello = json::parse(m.text.substr(6), nullptr, false);
+  if (!hello.is_object()) return refuse("malformed hello");
+  std::string host = hello.value("host", "?");
+  if (hello.value("digest", "") != digest_) {
+    return refuse("config mismatch: the worker on " + host + " loaded " +
+                  hello.value("config", "?") + " (digest " + hello.value("digest", "?") +
+                  "), the orchestrator " + config_.file + " (digest " + digest_ +
+                  "); both must load the same stages, edges and connectors (file, "
+                  "--platform, --edges)");
+  }
+  Worker w{m.peer, host, hello.value("identity", ""), m.peer_address, {}, Clock::now()};
+  for (const std::string& id : hello.value("stages", std::vector<std::string>{})) {
+    const StageConfig* s = config_.stage(id);
+    size_t i = s != nullptr ? static_cast<size_t>(s - config_.stages.data()) : procs_.size();
+    bool local = std::find(opts_.local_stages.begin(), opts_.local_stages.end(), id) !=
+                 opts_.local_stages.end();
+    if (i == procs_.size()) return refuse("stage " + id + " is not in " + config_.file);
+    if (local) return refuse("stage " + id + " runs on the orchestrator's host");
+    if (claims_.contains(i)) {
+      return refuse("stage " + id + " is already claimed by the worker on " +
+                    workers_[claims_[i]].host);
     }
-    pid_t pid = ::fork();
-    if (pid < 0) return Status::ResourceExhausted("fork: " + std::string(std::strerror(errno)));
-    if (pid == 0) {
-      ::close(ctl[1]);
-      ::close(evt[0]);
-      become_stage(i, ctl[0], evt[1]);
+    w.procs.push_back(i);
+  }
+  if (w.procs.empty()) return refuse("the worker names no stage");
+  for (size_t i : w.procs) claims_[i] = workers_.size();
+  workers_.push_back(std::move(w));
+  server_->send(m.peer, "hb");
+}
+
+Status Orchestrator::gather() {
+  if (opts_.listen.empty()) return Status::Ok();
+  for (const std::string& id : opts_.local_stages) {
+    if (config_.stage(id) == nullptr) {
+      return Status::InvalidArgument("--local: stage " + id + " is not in " + config_.file);
     }
-    ::close(ctl[0]);
-    ::close(evt[1]);
-    procs_[i].pid = pid;
-    procs_[i].ctl_w = ctl[1];
-    procs_[i].evt = std::make_unique<LineReader>(evt[0]);
+  }
+  digest_ = runtime::config_digest(config_);
+  server_ = std::make_unique<runtime::ControlServer>();
+  OMNICONN_RETURN_IF_ERROR(server_->bind(opts_.listen));
+  if (opts_.on_listening) opts_.on_listening(server_->bound());
+  const auto give_up = Clock::now() + milliseconds(opts_.join_timeout_ms);
+  while (!unclaimed().empty()) {
+    if (g_interrupted) return Status::Cancelled("interrupted while waiting for stage workers");
+    if (Clock::now() > give_up) {
+      return Status::Timeout(
+          "stage" + std::string(unclaimed().find(',') != std::string::npos ? "s " : " ") +
+          unclaimed() + " did not join within " + seconds(milliseconds(opts_.join_timeout_ms)) +
+          ": start `omniconn " + "stage " + config_.file + " --stage ID --orchestrator " +
+          server_->bound() + "` on their host");
+    }
+    OMNICONN_RETURN_IF_ERROR(poll_control(true));
+  }
+  for (auto [i, w] : claims_) {
+    procs_[i].worker = static_cast<int>(w);
+    procs_[i].pid = 0;
+    procs_[i].host = workers_[w].host;
+    procs_[i].identity = workers_[w].identity;
+  }
+  for (Proc& p : procs_) p.label += " on " + p.host;
+  OMNICONN_RETURN_IF_ERROR(check_hosts());
+  json welcome = runtime::options_json(opts_);
+  welcome["namespace"] = ns_;
+  broadcast("welcome " + welcome.dump());
+  started_ = true;
+  return Status::Ok();
+}
+
+// Before anything starts: an edge between two hosts needs a type that reaches other hosts.
+Status Orchestrator::check_hosts() const {
+  for (const EdgeConfig& e : config_.edges) {
+    const Proc& a = procs_[static_cast<size_t>(config_.stage(e.from) - config_.stages.data())];
+    const Proc& b = procs_[static_cast<size_t>(config_.stage(e.to) - config_.stages.data())];
+    const ConnectorType* t = ConnectorRegistry::instance().find(e.spec.type);
+    if (a.identity == b.identity || (t != nullptr && t->capabilities.reaches_other_hosts)) {
+      continue;
+    }
+    return Status::InvalidArgument(
+        "edge " + e.from + "->" + e.to + " uses " + e.spec.type +
+        (e.automatic ? " (automatic: the edge names no connector)" : "") +
+        ", which cannot cross hosts, but stage " + e.from + " runs on " + a.host + " and stage " +
+        e.to + " on " + b.host +
+        "; give the edge a connector that reaches other hosts (MooncakeConnector) or run both "
+        "stages on one host");
   }
   return Status::Ok();
 }
 
-void Orchestrator::become_stage(size_t index, int ctl_r, int evt_w) {
-  ::signal(SIGINT, SIG_IGN);  // Ctrl-C reaches the whole group: the orchestrator decides
-  ::signal(SIGPIPE, SIG_IGN);
-  ::signal(SIGTERM, on_stage_term);
-  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-  for (const Proc& p : procs_) {  // earlier siblings' pipe ends
-    if (p.ctl_w >= 0) ::close(p.ctl_w);
-    if (p.evt) ::close(p.evt->fd());
+Status Orchestrator::start_local() {
+  for (size_t i = 0; i < procs_.size(); ++i) {
+    Proc& p = procs_[i];
+    if (p.worker >= 0) continue;
+    int evt_r = -1;
+    auto pid = runtime::spawn_stage(plans_[i], &p.ctl_w, &evt_r);
+    if (!pid.ok()) return pid.status();
+    p.pid = *pid;
+    p.evt = std::make_unique<LineReader>(evt_r);
   }
-  plans_[index].ctl_fd = ctl_r;
-  plans_[index].evt_fd = evt_w;
-  std::_Exit(runtime::run_stage(plans_[index]));
+  return Status::Ok();
+}
+
+void Orchestrator::broadcast(const std::string& text) {
+  for (Worker& w : workers_) {
+    if (!w.dropped && !w.done) server_->send(w.peer, text);
+  }
+}
+
+// What the workers said; heartbeats both ways. `liveness`: a silent worker is an error (before
+// the run starts, its claims are dropped instead).
+Status Orchestrator::poll_control(bool liveness) {
+  if (server_ == nullptr) return Status::Ok();
+  ControlMessage m;
+  for (int k = 0; k < 1000; ++k) {
+    auto got = server_->recv(&m, 0);
+    if (!got.ok()) return got.status();
+    if (*got == 0) break;
+    auto it = std::find_if(workers_.begin(), workers_.end(),
+                           [&](const Worker& w) { return w.peer == m.peer && !w.dropped; });
+    if (it == workers_.end()) {
+      if (started_) {
+        server_->send(m.peer, "refuse the run has already started");
+      } else {
+        admit(m);
+      }
+      continue;
+    }
+    it->last_seen = Clock::now();
+    on_message(*it, m.text);
+  }
+  auto now = Clock::now();
+  if (now - last_beat_ >= milliseconds(runtime::kHeartbeatIntervalMs)) {
+    last_beat_ = now;
+    broadcast("hb");
+  }
+  for (size_t wi = 0; wi < workers_.size(); ++wi) {
+    Worker& w = workers_[wi];
+    if (w.dropped || w.done || now - w.last_seen < milliseconds(opts_.heartbeat_timeout_ms)) {
+      continue;
+    }
+    if (!started_) {  // the run has not started: its stages are free again
+      w.dropped = true;
+      for (size_t i : w.procs) claims_.erase(i);
+      continue;
+    }
+    if (!liveness) continue;
+    std::string stages;
+    for (size_t i : w.procs) stages += (stages.empty() ? "" : ", ") + procs_[i].label;
+    w.done = true;  // nothing more will come from it
+    return Status::Unavailable("lost the control connection to the worker on " + w.host +
+                               (w.address.empty() ? "" : " (" + w.address + ")") + " running " +
+                               stages + ": nothing heard for " + seconds(now - w.last_seen));
+  }
+  return Status::Ok();
+}
+
+void Orchestrator::on_message(Worker& w, const std::string& text) {
+  auto space = text.find(' ');
+  std::string verb = text.substr(0, space);
+  if (verb == "bye") {
+    w.done = true;
+    return;
+  }
+  if (verb != "evt" && verb != "exit" && verb != "started") return;  // hb
+  std::string rest = space == std::string::npos ? "" : text.substr(space + 1);
+  auto sp = rest.find(' ');
+  size_t i = static_cast<size_t>(std::strtoull(rest.c_str(), nullptr, 10));
+  std::string arg = sp == std::string::npos ? "" : rest.substr(sp + 1);
+  if (i >= procs_.size() || procs_[i].worker < 0 || &workers_[procs_[i].worker] != &w) return;
+  Proc& p = procs_[i];
+  if (verb == "evt") {
+    p.inbox.push_back(arg);
+  } else if (verb == "started") {
+    p.pid = std::atoi(arg.c_str());
+  } else {
+    p.exited = true;
+    p.status = std::atoi(arg.c_str());
+  }
+}
+
+bool Orchestrator::next_event(Proc& p, std::string* line) {
+  if (p.worker < 0) return p.evt->next(line, 0) == 1;
+  if (p.inbox.empty()) return false;
+  *line = std::move(p.inbox.front());
+  p.inbox.pop_front();
+  return true;
+}
+
+void Orchestrator::send_ctl(Proc& p, const std::string& line) {
+  if (p.worker < 0) {
+    runtime::write_line(p.ctl_w, line);
+  } else {
+    server_->send(workers_[p.worker].peer,
+                  "ctl " + std::to_string(&p - procs_.data()) + " " + line);
+  }
 }
 
 void Orchestrator::issue() {
   while (issued_ < opts_.requests && issued_ - completed_ < opts_.concurrency) {
     for (Proc& p : procs_) {
-      if (p.source) runtime::write_line(p.ctl_w, "req " + std::to_string(issued_));
+      if (p.source) send_ctl(p, "req " + std::to_string(issued_));
     }
     ++issued_;
   }
@@ -178,7 +368,7 @@ void Orchestrator::issue() {
 Status Orchestrator::pump() {
   for (Proc& p : procs_) {
     std::string line;
-    while (!p.stats_seen && p.evt->next(&line, 0) == 1) {
+    while (!p.stats_seen && next_event(p, &line)) {
       if (line.rfind("done ", 0) == 0) {
         int64_t id = std::stoll(line.substr(5));
         if (++done_counts_[id] == sinks_) {
@@ -199,18 +389,23 @@ Status Orchestrator::pump() {
 
 Status Orchestrator::reap() {
   for (Proc& p : procs_) {
-    if (p.exited) continue;
-    int status = 0;
-    if (::waitpid(p.pid, &status, WNOHANG) != p.pid) continue;
-    p.exited = true;
-    p.status = status;
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) continue;
+    if (p.reaped) continue;
+    if (p.worker < 0) {
+      int status = 0;
+      if (::waitpid(p.pid, &status, WNOHANG) != p.pid) continue;
+      p.exited = true;
+      p.status = status;
+    }
+    if (!p.exited) continue;
+    p.reaped = true;
+    if (WIFEXITED(p.status) && WEXITSTATUS(p.status) == 0) continue;
     std::string line;
-    while (p.error.empty() && p.evt->next(&line, 0) == 1) {
+    while (p.error.empty() && next_event(p, &line)) {
       if (line.rfind("error ", 0) == 0) p.error = line.substr(6);
     }
     return Status::Unavailable(p.label + " (pid " + std::to_string(p.pid) + ") " +
-                               describe_exit(status) + (p.error.empty() ? "" : ": " + p.error));
+                               runtime::describe_exit(p.status) +
+                               (p.error.empty() ? "" : ": " + p.error));
   }
   return Status::Ok();
 }
@@ -218,30 +413,43 @@ Status Orchestrator::reap() {
 // A stage that died takes its neighbours down with it ("the writer of edge 1->2 has exited"):
 // give the death a moment to show, and report the stage that died rather than a neighbour.
 Status Orchestrator::root_cause(Status first) {
-  auto until = Clock::now() + std::chrono::milliseconds(300);
+  auto until = Clock::now() + milliseconds(server_ ? 1000 : 300);
   while (Clock::now() < until) {
+    (void)poll_control(false);
     for (Proc& p : procs_) {
-      int status = 0;
-      if (p.exited || ::waitpid(p.pid, &status, WNOHANG) != p.pid) continue;
-      p.exited = true;
-      p.status = status;
-      if (WIFSIGNALED(status)) {
+      if (p.reaped) continue;
+      if (p.worker < 0) {
+        int status = 0;
+        if (::waitpid(p.pid, &status, WNOHANG) != p.pid) continue;
+        p.exited = true;
+        p.status = status;
+      }
+      if (!p.exited) continue;
+      p.reaped = true;
+      if (WIFSIGNALED(p.status) && WTERMSIG(p.status) != SIGTERM) {
         return Status::Unavailable(p.label + " (pid " + std::to_string(p.pid) + ") " +
-                                   describe_exit(status) + "; then " + first.message());
+                                   runtime::describe_exit(p.status) + "; then " + first.message());
       }
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    std::this_thread::sleep_for(milliseconds(5));
   }
   return first;
 }
 
+// Every stage of every host ends: this host's by SIGTERM (SIGKILL after 3 s), the others by
+// a stop to their workers, who answer with the exits and a bye.
 void Orchestrator::terminate_all() {
+  bool unfinished = std::any_of(procs_.begin(), procs_.end(),
+                                [](const Proc& p) { return p.worker >= 0 && !p.exited; });
+  if (server_ != nullptr && (unfinished || !failure_.empty())) {
+    broadcast("stop " + (failure_.empty() ? std::string("the run ended") : failure_));
+  }
   for (Proc& p : procs_) {
-    if (!p.exited && p.pid > 0) ::kill(p.pid, SIGTERM);
+    if (p.worker < 0 && !p.exited && p.pid > 0) ::kill(p.pid, SIGTERM);
   }
   auto give_up = Clock::now() + std::chrono::seconds(3);
   for (Proc& p : procs_) {
-    while (!p.exited && p.pid > 0) {
+    while (p.worker < 0 && !p.exited && p.pid > 0) {
       if (::waitpid(p.pid, &p.status, WNOHANG) == p.pid) {
         p.exited = true;
       } else if (Clock::now() > give_up) {
@@ -249,7 +457,7 @@ void Orchestrator::terminate_all() {
         ::waitpid(p.pid, &p.status, 0);
         p.exited = true;
       } else {
-        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+        std::this_thread::sleep_for(milliseconds(2));
       }
     }
     if (p.ctl_w >= 0) ::close(p.ctl_w);
@@ -257,12 +465,22 @@ void Orchestrator::terminate_all() {
     p.ctl_w = -1;
     p.evt.reset();
   }
+  auto answered = [this] {
+    return std::all_of(workers_.begin(), workers_.end(),
+                       [](const Worker& w) { return w.dropped || w.done; });
+  };
+  give_up = Clock::now() + std::chrono::seconds(5);
+  while (server_ != nullptr && unfinished && !answered() && Clock::now() < give_up) {
+    if (!poll_control(true).ok()) continue;  // that worker is marked done: wait for the rest
+    std::this_thread::sleep_for(milliseconds(2));
+  }
+  server_.reset();
 }
 
 void Orchestrator::progress(bool final) {
   if (!opts_.progress) return;
   auto now = Clock::now();
-  if (!final && now - last_draw_ < std::chrono::milliseconds(100)) return;
+  if (!final && now - last_draw_ < milliseconds(100)) return;
   last_draw_ = now;
   constexpr int kWidth = 30;
   int filled = static_cast<int>(kWidth * completed_ / opts_.requests);
@@ -277,25 +495,37 @@ void Orchestrator::progress(bool final) {
 Result<RunReport> Orchestrator::run() {
   OMNICONN_RETURN_IF_ERROR(check_options(opts_));
   if (config_.stages.empty()) return Status::InvalidArgument("the pipeline has no stages");
+  prepare();
+  Status st = gather();
+  if (st.ok()) st = start_local();
+  if (!st.ok()) {
+    failure_ = st.message();
+    broadcast("refuse " + failure_);
+    return st;
+  }
   start_ = last_draw_ = Clock::now();
-  OMNICONN_RETURN_IF_ERROR(start());
   if (opts_.on_started) {
     std::vector<int> pids;
-    for (const Proc& p : procs_) pids.push_back(p.pid);
+    for (const Proc& p : procs_) pids.push_back(p.worker < 0 ? p.pid : 0);
     opts_.on_started(pids);
   }
   for (;;) {
     if (g_interrupted) {
       progress(true);
+      failure_ = std::string("the orchestrator was interrupted by ") + strsignal(g_interrupted);
       return Status::Cancelled(std::string("interrupted by ") + strsignal(g_interrupted));
     }
     issue();
     std::this_thread::sleep_for(std::chrono::microseconds(500));
-    Status st = reap();
+    st = poll_control(true);
+    bool died = false;  // a stage's own exit: already the root cause
+    if (st.ok()) died = !(st = reap()).ok();
     if (st.ok()) st = pump();
     if (!st.ok()) {
       progress(true);
-      return root_cause(st);
+      if (!died) st = root_cause(st);
+      failure_ = st.message();
+      return st;
     }
     progress(false);
     bool all_done = std::all_of(procs_.begin(), procs_.end(),
@@ -316,11 +546,16 @@ double percentile(std::vector<int64_t> v, double q) {
 
 RunReport Orchestrator::report() const {
   RunReport r;
+  r.multi_host = server_ != nullptr;
   r.wall_s = wall_s_;
   r.requests_done = completed_;
+  auto host_of = [this](const std::string& id) {
+    return procs_[static_cast<size_t>(config_.stage(id) - config_.stages.data())].host;
+  };
   for (const EdgeConfig& e : config_.edges) {
     EdgeReport er{e.from, e.to,
-                  e.spec.type + (e.automatic ? " (auto)" : " (" + e.connector_name + ")")};
+                  e.spec.type + (e.automatic ? " (auto)" : " (" + e.connector_name + ")"),
+                  host_of(e.from), host_of(e.to)};
     for (const Proc& p : procs_) {
       for (const json& s : p.stats.value("edges", json::array())) {
         if (s.value("from", "") != e.from || s.value("to", "") != e.to) continue;
@@ -343,45 +578,19 @@ RunReport Orchestrator::report() const {
   for (const Proc& p : procs_) {
     const Value* ea = p.stage->raw.find("engine_args");
     const Value* ms = ea != nullptr ? ea->find("model_stage") : nullptr;
-    r.stages.push_back(
-        StageReport{p.stage->id, ms != nullptr && ms->as_string() ? *ms->as_string() : "", p.pid,
-                    p.stats.value("rss_kb", int64_t{0}), p.stats.value("requests", int64_t{0}),
-                    p.stats.value("output_bytes", int64_t{0})});
+    r.stages.push_back(StageReport{
+        p.stage->id, p.host, ms != nullptr && ms->as_string() ? *ms->as_string() : "", p.pid,
+        p.stats.value("rss_kb", int64_t{0}), p.stats.value("requests", int64_t{0}),
+        p.stats.value("output_bytes", int64_t{0})});
   }
   return r;
 }
 
-// Installs the orchestrator's SIGINT/SIGTERM handlers for the duration of a run.
-class SignalScope {
- public:
-  SignalScope() {
-    g_interrupted = 0;
-    struct sigaction sa {};
-    sa.sa_handler = on_interrupt;
-    sigemptyset(&sa.sa_mask);
-    ::sigaction(SIGINT, &sa, &old_int_);
-    ::sigaction(SIGTERM, &sa, &old_term_);
-    // A stage that died leaves a broken control pipe: writing to it must fail, not kill us.
-    struct sigaction ignore {};
-    ignore.sa_handler = SIG_IGN;
-    ::sigaction(SIGPIPE, &ignore, &old_pipe_);
-  }
-  ~SignalScope() {
-    ::sigaction(SIGINT, &old_int_, nullptr);
-    ::sigaction(SIGTERM, &old_term_, nullptr);
-    ::sigaction(SIGPIPE, &old_pipe_, nullptr);
-  }
-
- private:
-  struct sigaction old_int_ {};
-  struct sigaction old_term_ {};
-  struct sigaction old_pipe_ {};
-};
-
 }  // namespace
 
 Result<RunReport> run_pipeline(const PipelineConfig& config, const RunOptions& options) {
-  SignalScope signals;
+  g_interrupted = 0;
+  runtime::SignalScope signals(on_interrupt);
   Orchestrator orchestrator(config, options);
   return orchestrator.run();
 }

@@ -38,20 +38,33 @@ std::string lpad(const std::string& s, size_t w) {
 
 std::string format_report(const RunReport& r) {
   size_t width = 36;  // the connector column fits the longest name
-  for (const EdgeReport& e : r.edges) width = std::max(width, e.connector.size() + 2);
-  std::string out = "edge      " + pad("connector", width) +
+  size_t host_w = 0;  // multi-host runs: "a -> b" beside the edge, the host of each stage
+  for (const EdgeReport& e : r.edges) {
+    width = std::max(width, e.connector.size() + 2);
+    if (r.multi_host) host_w = std::max(host_w, e.from_host.size() + e.to_host.size() + 6);
+  }
+  if (r.multi_host) host_w = std::max<size_t>(host_w, 7);
+  std::string out = "edge      " + (r.multi_host ? pad("hosts", host_w) : "") +
+                    pad("connector", width) +
                     "  requests       bytes   p50 ms   p99 ms   max ms      MB/s  errors  inline\n";
   for (const EdgeReport& e : r.edges) {
-    out += pad(e.from + " -> " + e.to, 10) + pad(e.connector, width) +
-           lpad(std::to_string(e.requests), 10) +
+    out += pad(e.from + " -> " + e.to, 10) +
+           (r.multi_host ? pad(e.from_host + " -> " + e.to_host, host_w) : "") +
+           pad(e.connector, width) + lpad(std::to_string(e.requests), 10) +
            lpad(human_bytes(static_cast<double>(e.bytes)), 12) + lpad(fmt("%.3f", e.p50_ms), 9) +
            lpad(fmt("%.3f", e.p99_ms), 9) + lpad(fmt("%.3f", e.max_ms), 9) +
            lpad(fmt("%.1f", e.mb_per_s), 10) + lpad(std::to_string(e.errors), 8) +
            lpad(std::to_string(e.inline_payloads), 8) + "\n";
   }
-  out += "\nstage  name        pid      requests  peak RSS\n";
+  size_t stage_host_w = 0;
   for (const StageReport& s : r.stages) {
-    out += pad(s.id, 7) + pad(s.name.empty() ? "-" : s.name, 12) + pad(std::to_string(s.pid), 9) +
+    if (r.multi_host) stage_host_w = std::max(stage_host_w, std::max<size_t>(s.host.size(), 4) + 2);
+  }
+  out += "\nstage  " + (r.multi_host ? pad("host", stage_host_w) : "") +
+         "name        pid      requests  peak RSS\n";
+  for (const StageReport& s : r.stages) {
+    out += pad(s.id, 7) + (r.multi_host ? pad(s.host, stage_host_w) : "") +
+           pad(s.name.empty() ? "-" : s.name, 12) + pad(std::to_string(s.pid), 9) +
            lpad(std::to_string(s.requests), 8) +
            lpad(fmt("%.1f MiB", static_cast<double>(s.peak_rss_kb) / 1024.0), 12) + "\n";
   }
@@ -67,6 +80,8 @@ std::string report_json(const RunReport& r, const PipelineConfig& config, const 
     edges.push_back({{"from", e.from},
                      {"to", e.to},
                      {"connector", e.connector},
+                     {"from_host", e.from_host},
+                     {"to_host", e.to_host},
                      {"requests", e.requests},
                      {"bytes", e.bytes},
                      {"p50_ms", e.p50_ms},
@@ -78,6 +93,7 @@ std::string report_json(const RunReport& r, const PipelineConfig& config, const 
   }
   for (const StageReport& s : r.stages) {
     stages.push_back({{"stage", s.id},
+                      {"host", s.host},
                       {"name", s.name},
                       {"pid", s.pid},
                       {"peak_rss_kb", s.peak_rss_kb},
@@ -92,6 +108,7 @@ std::string report_json(const RunReport& r, const PipelineConfig& config, const 
                         {"hidden_size", o.workload.hidden_size},
                         {"codes_per_token", o.workload.codes_per_token},
                         {"audio_samples_per_token", o.workload.audio_samples_per_token}}},
+                      {"multi_host", r.multi_host},
                       {"wall_s", r.wall_s},
                       {"requests_done", r.requests_done},
                       {"edges", edges},

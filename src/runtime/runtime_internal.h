@@ -1,7 +1,10 @@
 // Private pieces of the pipeline runtime shared by the orchestrator and the stage processes.
 #pragma once
 
+#include <signal.h>
+
 #include <csignal>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -22,6 +25,24 @@ struct StagePlan {
 
 // Body of a stage process; returns its exit code.
 int run_stage(const StagePlan& plan);
+
+// The plan of config.stages[index]: its edges in, its edges out.
+StagePlan plan_for(const PipelineConfig& config, size_t index, const std::string& name_space,
+                   const RunOptions* options);
+// Forks a process running run_stage(plan); the pid, and the parent's ends of its control
+// pipe (*ctl_w) and event pipe (*evt_r). The child dies with its parent.
+Result<int> spawn_stage(StagePlan plan, int* ctl_w, int* evt_r);
+
+std::string describe_exit(int wait_status);         // "killed by signal 9 (Killed)"
+std::string stage_label(const StageConfig& stage);  // "stage 1 (talker)"
+
+// Identifies what both ends of a multi-host run must agree on: stages, edges, connector types
+// and settings (less the keys a type marks host_local_keys). 16 hex digits.
+std::string config_digest(const PipelineConfig& config);
+
+// The run options a stage worker receives in the orchestrator's welcome.
+nlohmann::json options_json(const RunOptions& options);
+RunOptions options_from_json(const nlohmann::json& j);
 
 // Set by the stage's SIGTERM handler: finish the current call and exit.
 extern volatile std::sig_atomic_t g_stage_stop;
@@ -45,5 +66,20 @@ class LineReader {
 };
 
 bool write_line(int fd, const std::string& line);
+
+// SIGINT and SIGTERM go to `on_signal` while it lives; SIGPIPE is ignored (a stage that died
+// leaves a broken control pipe: writing to it must fail, not kill the writer).
+class SignalScope {
+ public:
+  explicit SignalScope(void (*on_signal)(int));
+  ~SignalScope();
+  SignalScope(const SignalScope&) = delete;
+  SignalScope& operator=(const SignalScope&) = delete;
+
+ private:
+  struct sigaction old_int_ {};
+  struct sigaction old_term_ {};
+  struct sigaction old_pipe_ {};
+};
 
 }  // namespace omniconn::runtime
