@@ -100,7 +100,7 @@ class MooncakeMaster {
   std::string start() {
     rpc_port_ = free_loopback_port();
     http_port_ = free_loopback_port();
-    int metrics_port = free_loopback_port();
+    metrics_port_ = free_loopback_port();
     char tmpl[] = "/tmp/omniconn-mooncake-master.XXXXXX";
     if (::mkdtemp(tmpl) == nullptr) return "mkdtemp failed";
     dir_ = tmpl;
@@ -114,7 +114,7 @@ class MooncakeMaster {
       std::freopen(log.c_str(), "a", stderr);
       std::string a1 = "--rpc_port=" + std::to_string(rpc_port_);
       std::string a2 = "--http_metadata_server_port=" + std::to_string(http_port_);
-      std::string a3 = "--metrics_port=" + std::to_string(metrics_port);
+      std::string a3 = "--metrics_port=" + std::to_string(metrics_port_);
       ::execl(bin.c_str(), bin.c_str(), a1.c_str(), "--rpc_address=127.0.0.1",
               "--enable_http_metadata_server=true", a2.c_str(),
               "--http_metadata_server_host=127.0.0.1", a3.c_str(), "--metrics_host=127.0.0.1",
@@ -151,10 +151,12 @@ class MooncakeMaster {
   std::string metadata_server() const {
     return "http://127.0.0.1:" + std::to_string(http_port_) + "/metadata";
   }
+  // The master's HTTP admin port (/metrics, /query_key?key=...: where a key's replicas are).
+  int metrics_port() const { return metrics_port_; }
 
  private:
   pid_t pid_ = 0, owner_ = 0;
-  int rpc_port_ = 0, http_port_ = 0;
+  int rpc_port_ = 0, http_port_ = 0, metrics_port_ = 0;
   std::string dir_;
 };
 
