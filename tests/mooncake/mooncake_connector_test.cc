@@ -1,7 +1,8 @@
 // MooncakeConnector's own logic, against the Store C API test double (tests/mooncake/fake):
 // library resolution, setup failures, retries and error mapping, key naming, inline payloads,
-// stale objects, hard pinning, cleanup, health, the fork refusal, channel mode and descriptor
-// validation. The fake's test hooks inject failures and count calls in this process.
+// stale objects, hard pinning, cleanup, health, the fork refusal, channel mode, placement in
+// the reader's segment and descriptor validation. The fake's test hooks inject failures and count
+// calls in this process.
 //
 // The connector keeps one store client per process and configuration while any connector
 // lives, and the fake binds its store directory at setup: every test creates and destroys its
@@ -21,6 +22,7 @@
 #include <vector>
 
 #include "mooncake/mooncake_api.h"
+#include "mooncake/mooncake_connector.h"
 #include "mooncake/mooncake_env.h"
 #include "omniconn/connector.h"
 #include "test_util.h"
@@ -41,6 +43,7 @@ struct Fake {
   long (*calls)(const char* function) = nullptr;
   long (*evictions)() = nullptr;
   long (*objects)() = nullptr;
+  int (*last_preferred)(char*, size_t) = nullptr;
   void* (*create)() = nullptr;
   void (*destroy)(void*) = nullptr;
   int (*setup)(void*, const char*, const char*, uint64_t, uint64_t, const char*, const char*,
@@ -75,6 +78,7 @@ struct Fake {
     resolve(h, "omniconn_fake_mooncake_calls", &f.calls, &f.error);
     resolve(h, "omniconn_fake_mooncake_evictions", &f.evictions, &f.error);
     resolve(h, "omniconn_fake_mooncake_objects", &f.objects, &f.error);
+    resolve(h, "omniconn_fake_mooncake_last_preferred", &f.last_preferred, &f.error);
     resolve(h, "mooncake_store_create", &f.create, &f.error);
     resolve(h, "mooncake_store_destroy", &f.destroy, &f.error);
     resolve(h, "mooncake_store_setup", &f.setup, &f.error);
@@ -111,6 +115,10 @@ class DirectStore {
   bool ok() const { return ok_; }
   int is_exist(const std::string& key) { return fake_.is_exist(store_, key.c_str()); }
   int remove(const std::string& key) { return fake_.remove(store_, key.c_str(), 1); }
+  int plant(const std::string& key, const std::string& text) {
+    auto b = reinterpret_cast<const std::byte*>(text.data());
+    return plant(key, std::vector<std::byte>(b, b + text.size()));
+  }
   // Puts `bytes` under `key` (hard-pinned, like the connector's payloads).
   int plant(const std::string& key, const std::vector<std::byte>& bytes) {
     if (bytes.size() > buffer_.size()) return -600;
@@ -147,7 +155,7 @@ class MooncakeConnector : public ::testing::Test {
   void TearDown() override {
     if (fake().inject != nullptr) {
       for (const char* fn : {"setup", "put_from", "get_into", "get_size", "is_exist", "remove",
-                             "health_check", "remove_by_regex"}) {
+                             "health_check", "remove_by_regex", "put_from_preferred"}) {
         fake().inject(fn, 0, 0);
       }
     }
@@ -628,6 +636,168 @@ TEST_F(MooncakeConnector, ChannelDeliversInOrderAndTimesOutWhenEmpty) {
   auto v = rx->recv("0", "1", deadline_in(2s));
   ASSERT_TRUE(v.ok()) << v.status().ToString();
   EXPECT_EQ(verify_payload(*v, 20 * kKiB, 7), "");
+}
+
+// ---- Placement in the reader's segment ----
+
+std::string last_preferred(const Fake& fake) {
+  char buf[1024] = {};
+  return fake.last_preferred(buf, sizeof buf) == 0 ? std::string(buf) : "(error)";
+}
+
+mooncake::PlacementCounts placement(const Connector& c) {
+  auto p = mooncake::placement_counts(c);
+  EXPECT_TRUE(p.has_value()) << "not a MooncakeConnector";
+  return p.value_or(mooncake::PlacementCounts{});
+}
+
+// The receiver announces its segment when it opens the edge (replacing an older announcement);
+// the sender reads it once, then once a second (not per put), and names it in every put.
+TEST_F(MooncakeConnector, ChannelPutsPreferTheSegmentTheReaderAnnounced) {
+  auto tx = make();
+  auto rx = make();
+  ASSERT_NE(tx, nullptr);
+  ASSERT_NE(rx, nullptr);
+  DirectStore store(fake(), dir_, 4 * kKiB);
+  ASSERT_TRUE(store.ok());
+  const std::string announcement = ns_ + "/~channel/0_to_1/segment";
+  ASSERT_EQ(store.plant(announcement, std::string("10.0.0.9:12345")), 0);  // a reader before
+  const std::string segment = placement(*rx).segment;
+  EXPECT_EQ(segment, "127.0.0.1");  // the fake's get_hostname: the host it was set up with
+
+  auto none = rx->recv("0", "1", deadline_in(50ms));  // opens the edge: announces
+  ASSERT_EQ(none.status().code(), StatusCode::kTimeout) << none.status().ToString();
+  EXPECT_EQ(store.is_exist(announcement), 1);
+
+  const long preferred_before = calls("put_from_preferred"), reads_before = calls("get_size");
+  for (uint64_t i = 0; i < 3; ++i) {
+    TestPayload p(20 * kKiB, i);
+    ASSERT_TRUE(tx->send({"pl-" + std::to_string(i), "0", "1"}, p.builder, deadline_in(2s)).ok());
+  }
+  EXPECT_EQ(calls("put_from_preferred") - preferred_before, 3);
+  EXPECT_EQ(calls("get_size") - reads_before, 1);  // the announcement, read once
+  EXPECT_EQ(last_preferred(fake()), segment);
+  auto n = placement(*tx);
+  EXPECT_EQ(n.preferred, 3u);
+  EXPECT_EQ(n.fallback, 0u);
+  EXPECT_EQ(n.plain, 0u);
+  for (uint64_t i = 0; i < 3; ++i) {
+    auto v = rx->recv("0", "1", deadline_in(2s));
+    ASSERT_TRUE(v.ok()) << v.status().ToString();
+    EXPECT_EQ(verify_payload(*v, 20 * kKiB, i), "");
+  }
+
+  // Read again once a second has passed.
+  std::this_thread::sleep_for(1100ms);
+  const long reads_later = calls("get_size");
+  TestPayload p(20 * kKiB, 9);
+  ASSERT_TRUE(tx->send({"pl-9", "0", "1"}, p.builder, deadline_in(2s)).ok());
+  EXPECT_EQ(calls("get_size") - reads_later, 1);
+  EXPECT_EQ(placement(*tx).preferred, 4u);
+
+  // The receiver's connector takes its announcement with it.
+  rx.reset();
+  EXPECT_EQ(store.is_exist(announcement), 0);
+}
+
+// Before any reader announced, puts go where the master puts them (and inline payloads never
+// reach the store at all).
+TEST_F(MooncakeConnector, PutsWithoutAnAnnouncementArePlain) {
+  auto tx = make();
+  ASSERT_NE(tx, nullptr);
+  const long preferred_before = calls("put_from_preferred");
+  TestPayload big(20 * kKiB, 1), small(100, 2);
+  auto d = tx->put({"plain", "0", "1"}, big.builder, deadline_in(2s));
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  ASSERT_TRUE(tx->send({"plain-2", "0", "1"}, small.builder, deadline_in(2s)).ok());
+  EXPECT_EQ(calls("put_from_preferred"), preferred_before);
+  auto n = placement(*tx);
+  EXPECT_EQ(n.preferred + n.fallback, 0u);
+  EXPECT_EQ(n.plain, 1u);
+}
+
+// A preferred put that fails (a full or gone segment, a failed transfer) is made again without
+// the preference before the deadline: every payload arrives once, intact, in order.
+TEST_F(MooncakeConnector, FailedPreferredPutFallsBackAndDeliversOnce) {
+  auto tx = make();
+  auto rx = make();
+  ASSERT_NE(tx, nullptr);
+  ASSERT_NE(rx, nullptr);
+  ASSERT_EQ(rx->recv("0", "1", deadline_in(50ms)).status().code(), StatusCode::kTimeout);
+  const long reads_before = calls("get_size");
+  uint64_t seq = 0;
+  for (int code : {-200, -800, -101}) {  // NO_AVAILABLE_HANDLE, TRANSFER_FAIL, SEGMENT_NOT_FOUND
+    SCOPED_TRACE("code " + std::to_string(code));
+    ASSERT_EQ(fake().inject("put_from_preferred", code, 1), 0);
+    TestPayload p(20 * kKiB, seq);
+    Status st = tx->send({"fb-" + std::to_string(seq), "0", "1"}, p.builder, deadline_in(2s));
+    ASSERT_TRUE(st.ok()) << st.ToString();
+    ++seq;
+  }
+  TestPayload p(20 * kKiB, seq);
+  ASSERT_TRUE(tx->send({"fb-" + std::to_string(seq), "0", "1"}, p.builder, deadline_in(2s)).ok());
+  ++seq;
+  auto n = placement(*tx);
+  EXPECT_EQ(n.fallback, 3u);
+  EXPECT_EQ(n.preferred, 1u);  // the announcement read again after each failure: still there
+  EXPECT_EQ(calls("get_size") - reads_before, 4);
+  EXPECT_EQ(tx->metrics().errors, 0u);
+  for (uint64_t i = 0; i < seq; ++i) {
+    auto v = rx->recv("0", "1", deadline_in(2s));
+    ASSERT_TRUE(v.ok()) << i << ": " << v.status().ToString();
+    EXPECT_EQ(verify_payload(*v, 20 * kKiB, i), "") << i;
+  }
+  auto extra_one = rx->recv("0", "1", deadline_in(50ms));
+  EXPECT_EQ(extra_one.status().code(), StatusCode::kTimeout) << "a payload arrived twice";
+}
+
+// extra.preferred_placement: false: a receiver announces nothing, a sender names no segment.
+TEST_F(MooncakeConnector, PreferredPlacementOffMeansNoPreference) {
+  const Value::Map off = {{"preferred_placement", Value(false)}};
+  DirectStore store(fake(), dir_, 4 * kKiB);
+  ASSERT_TRUE(store.ok());
+  const long preferred_before = calls("put_from_preferred");
+  {  // receiver off, sender on
+    auto tx = make();
+    auto rx = make(off);
+    ASSERT_NE(tx, nullptr);
+    ASSERT_NE(rx, nullptr);
+    ASSERT_EQ(rx->recv("0", "1", deadline_in(50ms)).status().code(), StatusCode::kTimeout);
+    EXPECT_EQ(store.is_exist(ns_ + "/~channel/0_to_1/segment"), 0);
+    TestPayload p(20 * kKiB, 1);
+    ASSERT_TRUE(tx->send({"off-1", "0", "1"}, p.builder, deadline_in(2s)).ok());
+    EXPECT_EQ(placement(*tx).plain, 1u);
+    auto v = rx->recv("0", "1", deadline_in(2s));
+    ASSERT_TRUE(v.ok()) << v.status().ToString();
+    EXPECT_EQ(verify_payload(*v, 20 * kKiB, 1), "");
+  }
+  {  // receiver on, sender off
+    auto tx = make(off);
+    auto rx = make();
+    ASSERT_NE(tx, nullptr);
+    ASSERT_NE(rx, nullptr);
+    ASSERT_EQ(rx->recv("2", "3", deadline_in(50ms)).status().code(), StatusCode::kTimeout);
+    EXPECT_EQ(store.is_exist(ns_ + "/~channel/2_to_3/segment"), 1);
+    const long reads_before = calls("get_size");
+    TestPayload p(20 * kKiB, 2);
+    ASSERT_TRUE(tx->send({"off-2", "2", "3"}, p.builder, deadline_in(2s)).ok());
+    EXPECT_EQ(calls("get_size"), reads_before);  // the announcement is not even read
+    auto n = placement(*tx);
+    EXPECT_EQ(n.plain, 1u);
+    EXPECT_EQ(n.preferred + n.fallback, 0u);
+    auto v = rx->recv("2", "3", deadline_in(2s));
+    ASSERT_TRUE(v.ok()) << v.status().ToString();
+    EXPECT_EQ(verify_payload(*v, 20 * kKiB, 2), "");
+  }
+  EXPECT_EQ(calls("put_from_preferred"), preferred_before);
+}
+
+TEST_F(MooncakeConnector, PreferredPlacementMustBeABoolean) {
+  auto c = create({{"preferred_placement", Value("yes")}});
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), StatusCode::kInvalidArgument) << c.status().ToString();
+  EXPECT_TRUE(Mentions(c.status(), "preferred_placement: want true or false, got string"));
+  EXPECT_TRUE(create({{"preferred_placement", Value(true)}}).ok());
 }
 
 // ---- Descriptor validation ----

@@ -14,6 +14,9 @@
 //   OMNICONN_FAKE_MOONCAKE_CAPACITY  store capacity in bytes (overrides the segment size)
 //   OMNICONN_FAKE_MOONCAKE_LEASE_MS  read lease length in ms (default 10000)
 // Test hooks (omniconn_fake_mooncake_*) inject failures and report per-process counters.
+// preferred_segments are accepted and otherwise ignored (one store, no segments); a put_from
+// that names one also counts as, and takes injections of, the pseudo-function
+// "put_from_preferred", and omniconn_fake_mooncake_last_preferred() tells the name.
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/file.h>
@@ -92,7 +95,8 @@ std::mutex g_mu;
 std::map<std::string, Hook> g_hooks;  // by name without the "mooncake_store_" prefix
 std::map<void*, std::shared_ptr<Store>> g_stores;
 long g_evictions = 0;
-std::string g_last_dir;  // the directory of the latest successful setup
+std::string g_last_dir;        // the directory of the latest successful setup
+std::string g_last_preferred;  // preferred_segments[0] of the latest put_from naming one
 std::atomic<uint64_t> g_tmp_counter{0};
 
 std::string hook_name(const char* fn) {
@@ -551,6 +555,12 @@ FAKE_API int mooncake_store_put(mooncake_store_t store, const char* key, const v
 FAKE_API int mooncake_store_put_from(mooncake_store_t store, const char* key, void* buffer,
                                      size_t size, const mooncake_replicate_config_t* config) {
   ENTER("put_from");
+  if (config && config->preferred_segments && config->preferred_segments_count > 0) {
+    if (int rc; injected("put_from_preferred", &rc)) return rc;
+    std::lock_guard lk(g_mu);
+    const char* name = config->preferred_segments[0];
+    g_last_preferred = name ? name : "";
+  }
   return put_from(c, key, buffer, size, config);
 }
 
@@ -671,6 +681,14 @@ FAKE_API long omniconn_fake_mooncake_calls(const char* function) {
   std::lock_guard lk(g_mu);
   auto it = g_hooks.find(hook_name(function));
   return it == g_hooks.end() ? 0 : it->second.calls;
+}
+
+// Copies the preferred segment of the latest put_from that named one ("" if none did).
+FAKE_API int omniconn_fake_mooncake_last_preferred(char* buf, size_t len) {
+  std::lock_guard lk(g_mu);
+  if (!buf || len <= g_last_preferred.size()) return kWrapperFail;
+  std::memcpy(buf, g_last_preferred.c_str(), g_last_preferred.size() + 1);
+  return 0;
 }
 
 FAKE_API long omniconn_fake_mooncake_evictions(void) {
