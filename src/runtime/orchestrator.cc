@@ -387,17 +387,24 @@ Status Orchestrator::pump() {
   return Status::Ok();
 }
 
+// True once for each stage that has exited: this host's by waitpid, a remote one's from the
+// exit its worker reported.
+bool take_exit(Proc& p) {
+  if (p.reaped) return false;
+  if (p.worker < 0) {
+    int status = 0;
+    if (::waitpid(p.pid, &status, WNOHANG) != p.pid) return false;
+    p.exited = true;
+    p.status = status;
+  }
+  if (!p.exited) return false;
+  p.reaped = true;
+  return true;
+}
+
 Status Orchestrator::reap() {
   for (Proc& p : procs_) {
-    if (p.reaped) continue;
-    if (p.worker < 0) {
-      int status = 0;
-      if (::waitpid(p.pid, &status, WNOHANG) != p.pid) continue;
-      p.exited = true;
-      p.status = status;
-    }
-    if (!p.exited) continue;
-    p.reaped = true;
+    if (!take_exit(p)) continue;
     if (WIFEXITED(p.status) && WEXITSTATUS(p.status) == 0) continue;
     std::string line;
     while (p.error.empty() && next_event(p, &line)) {
@@ -417,15 +424,7 @@ Status Orchestrator::root_cause(Status first) {
   while (Clock::now() < until) {
     (void)poll_control(false);
     for (Proc& p : procs_) {
-      if (p.reaped) continue;
-      if (p.worker < 0) {
-        int status = 0;
-        if (::waitpid(p.pid, &status, WNOHANG) != p.pid) continue;
-        p.exited = true;
-        p.status = status;
-      }
-      if (!p.exited) continue;
-      p.reaped = true;
+      if (!take_exit(p)) continue;
       if (WIFSIGNALED(p.status) && WTERMSIG(p.status) != SIGTERM) {
         return Status::Unavailable(p.label + " (pid " + std::to_string(p.pid) + ") " +
                                    runtime::describe_exit(p.status) + "; then " + first.message());
