@@ -30,11 +30,6 @@ using runtime::LineReader;
 using runtime::StagePlan;
 using std::chrono::milliseconds;
 
-volatile std::sig_atomic_t g_interrupted = 0;
-void on_interrupt(int sig) {
-  g_interrupted = sig;
-}
-
 struct Proc {
   const StageConfig* stage = nullptr;
   std::string label;  // "stage 1 (talker)", "stage 1 (talker) on b" in a multi-host run
@@ -203,7 +198,8 @@ Status Orchestrator::gather() {
   if (opts_.on_listening) opts_.on_listening(server_->bound());
   const auto give_up = Clock::now() + milliseconds(opts_.join_timeout_ms);
   while (!unclaimed().empty()) {
-    if (g_interrupted) return Status::Cancelled("interrupted while waiting for stage workers");
+    if (runtime::g_run_signal)
+      return Status::Cancelled("interrupted while waiting for stage workers");
     if (Clock::now() > give_up) {
       return Status::Timeout(
           "stage" + std::string(unclaimed().find(',') != std::string::npos ? "s " : " ") +
@@ -509,10 +505,11 @@ Result<RunReport> Orchestrator::run() {
     opts_.on_started(pids);
   }
   for (;;) {
-    if (g_interrupted) {
+    if (runtime::g_run_signal) {
       progress(true);
-      failure_ = std::string("the orchestrator was interrupted by ") + strsignal(g_interrupted);
-      return Status::Cancelled(std::string("interrupted by ") + strsignal(g_interrupted));
+      failure_ =
+          std::string("the orchestrator was interrupted by ") + strsignal(runtime::g_run_signal);
+      return Status::Cancelled(std::string("interrupted by ") + strsignal(runtime::g_run_signal));
     }
     issue();
     std::this_thread::sleep_for(std::chrono::microseconds(500));
@@ -588,8 +585,7 @@ RunReport Orchestrator::report() const {
 }  // namespace
 
 Result<RunReport> run_pipeline(const PipelineConfig& config, const RunOptions& options) {
-  g_interrupted = 0;
-  runtime::SignalScope signals(on_interrupt);
+  runtime::SignalScope signals;
   Orchestrator orchestrator(config, options);
   return orchestrator.run();
 }

@@ -150,9 +150,12 @@ RunOptions options_from_json(const nlohmann::json& j) {
   return o;
 }
 
-SignalScope::SignalScope(void (*on_signal)(int)) {
+volatile std::sig_atomic_t g_run_signal = 0;
+
+SignalScope::SignalScope() {
+  g_run_signal = 0;
   struct sigaction sa {};
-  sa.sa_handler = on_signal;
+  sa.sa_handler = [](int sig) { g_run_signal = sig; };
   sigemptyset(&sa.sa_mask);
   ::sigaction(SIGINT, &sa, &old_int_);
   ::sigaction(SIGTERM, &sa, &old_term_);

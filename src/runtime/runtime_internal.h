@@ -67,11 +67,15 @@ class LineReader {
 
 bool write_line(int fd, const std::string& line);
 
-// SIGINT and SIGTERM go to `on_signal` while it lives; SIGPIPE is ignored (a stage that died
-// leaves a broken control pipe: writing to it must fail, not kill the writer).
+// The SIGINT or SIGTERM that arrived while a SignalScope lived (0: none).
+extern volatile std::sig_atomic_t g_run_signal;
+
+// While it lives, SIGINT and SIGTERM set g_run_signal (cleared at the start) and SIGPIPE is
+// ignored (a stage that died leaves a broken control pipe: writing to it must fail, not kill
+// the writer). The orchestrator and a stage worker each hold one for their run.
 class SignalScope {
  public:
-  explicit SignalScope(void (*on_signal)(int));
+  SignalScope();
   ~SignalScope();
   SignalScope(const SignalScope&) = delete;
   SignalScope& operator=(const SignalScope&) = delete;

@@ -22,11 +22,6 @@ using nlohmann::json;
 using runtime::LineReader;
 using std::chrono::milliseconds;
 
-volatile std::sig_atomic_t g_worker_interrupted = 0;
-void on_worker_signal(int sig) {
-  g_worker_interrupted = sig;
-}
-
 struct Local {
   size_t index = 0;
   std::string label;
@@ -132,7 +127,7 @@ Status StageWorker::join() {
   const auto start = Clock::now();
   const milliseconds silence(opts_.heartbeat_timeout_ms);
   while (!welcomed_) {
-    if (g_worker_interrupted) return Status::Cancelled("interrupted before the run started");
+    if (runtime::g_run_signal) return Status::Cancelled("interrupted before the run started");
     std::string text;
     auto got = client_.recv(&text, 100);
     if (!got.ok()) return got.status();
@@ -241,8 +236,8 @@ Status StageWorker::relay() {
       reap(l, false);
     }
     std::string why = stop_reason_;
-    if (why.empty() && g_worker_interrupted) {
-      why = std::string("interrupted by ") + strsignal(g_worker_interrupted);
+    if (why.empty() && runtime::g_run_signal) {
+      why = std::string("interrupted by ") + strsignal(runtime::g_run_signal);
     }
     if (why.empty() && Clock::now() - last_heard_ > silence) {
       why = "lost the orchestrator at " + wopts_.orchestrator + ": nothing heard for " +
@@ -270,8 +265,7 @@ Status StageWorker::run() {
 }  // namespace
 
 Status run_stage_worker(const PipelineConfig& config, const WorkerOptions& options) {
-  g_worker_interrupted = 0;
-  runtime::SignalScope signals(on_worker_signal);
+  runtime::SignalScope signals;
   StageWorker worker(config, options);
   return worker.run();
 }
