@@ -14,19 +14,13 @@ if [ -n "${OMNICONN_SANITIZE:-}" ]; then
   exit 0
 fi
 tmp=$(mktemp -d)
-passed=0
-failed=0
 started=()  # every process this test started, killed at exit
 cleanup() {
   for p in "${started[@]}"; do kill -9 "$p" 2>/dev/null; done
   rm -rf "$tmp"
 }
 trap cleanup EXIT
-check() {  # check NAME CONDITION...
-  local name=$1
-  shift
-  if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL: $name"; fi
-}
+source "$src/tests/check.sh"
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
 # start_orch ARGS...: the orchestrator (stage 0 local) in the background; $orch, $port.

@@ -17,13 +17,7 @@ source "$src/tests/multihost/simhosts.sh"
 simhosts_up || { echo "SKIP: two hosts: $SIMHOSTS_WHY"; exit 0; }
 tmp=$(mktemp -d)
 trap 'simhosts_down; rm -rf "$tmp"' EXIT
-passed=0
-failed=0
-check() {  # check NAME CONDITION...
-  local name=$1
-  shift
-  if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL: $name"; fi
-}
+source "$src/tests/check.sh"
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 A=$SIMHOSTS_A
 # split CFG ORCH-ARGS...: orchestrator on A (stage 0), worker on B (stages 1,2); $orch $worker.

@@ -8,13 +8,7 @@ src=$2
 plugin=${3:-}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-passed=0
-failed=0
-check() {  # check NAME CONDITION...
-  local name=$1
-  shift
-  if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL: $name"; fi
-}
+source "$src/tests/check.sh"
 
 for f in "$src"/examples/*.yaml "$src"/examples/deploy/*.yaml; do
   "$bin" validate "$f" >"$tmp/out" 2>&1
