@@ -95,7 +95,7 @@ class Orchestrator {
   Status check_hosts() const;
   Status start_local();
   Status poll_control(bool liveness);
-  void on_message(Worker& w, const std::string& text);
+  Status on_message(Worker& w, const std::string& text);
   bool next_event(Proc& p, std::string* line);
   void send_ctl(Proc& p, const std::string& line);
   void broadcast(const std::string& text);
@@ -283,7 +283,7 @@ Status Orchestrator::poll_control(bool liveness) {
       continue;
     }
     it->last_seen = Clock::now();
-    on_message(*it, m.text);
+    OMNICONN_RETURN_IF_ERROR(on_message(*it, m.text));
   }
   auto now = Clock::now();
   if (now - last_beat_ >= milliseconds(runtime::kHeartbeatIntervalMs)) {
@@ -311,19 +311,27 @@ Status Orchestrator::poll_control(bool liveness) {
   return Status::Ok();
 }
 
-void Orchestrator::on_message(Worker& w, const std::string& text) {
+// A message this orchestrator cannot place (another omniconn version, or a bug) ends the run:
+// ignored, it would hang the run or lose a completion.
+Status Orchestrator::on_message(Worker& w, const std::string& text) {
   auto space = text.find(' ');
   std::string verb = text.substr(0, space);
   if (verb == "bye") {
     w.done = true;
-    return;
+    return Status::Ok();
   }
-  if (verb != "evt" && verb != "exit" && verb != "started") return;  // hb
+  if (verb == "hb") return Status::Ok();
   std::string rest = space == std::string::npos ? "" : text.substr(space + 1);
   auto sp = rest.find(' ');
-  size_t i = static_cast<size_t>(std::strtoull(rest.c_str(), nullptr, 10));
+  char* end = nullptr;
+  size_t i = static_cast<size_t>(std::strtoull(rest.c_str(), &end, 10));
   std::string arg = sp == std::string::npos ? "" : rest.substr(sp + 1);
-  if (i >= procs_.size() || procs_[i].worker < 0 || &workers_[procs_[i].worker] != &w) return;
+  bool known = verb == "evt" || verb == "exit" || verb == "started";
+  if (!known || end == rest.c_str() || i >= procs_.size() || procs_[i].worker < 0 ||
+      &workers_[procs_[i].worker] != &w) {
+    return Status::Internal("malformed control message from the worker on " + w.host + ": '" +
+                            text.substr(0, 120) + "' (do both hosts run the same omniconn?)");
+  }
   Proc& p = procs_[i];
   if (verb == "evt") {
     p.inbox.push_back(arg);
@@ -333,6 +341,7 @@ void Orchestrator::on_message(Worker& w, const std::string& text) {
     p.exited = true;
     p.status = std::atoi(arg.c_str());
   }
+  return Status::Ok();
 }
 
 bool Orchestrator::next_event(Proc& p, std::string* line) {
@@ -366,7 +375,7 @@ Status Orchestrator::pump() {
     std::string line;
     while (!p.stats_seen && next_event(p, &line)) {
       if (line.rfind("done ", 0) == 0) {
-        int64_t id = std::stoll(line.substr(5));
+        int64_t id = std::strtoll(line.c_str() + 5, nullptr, 10);
         if (++done_counts_[id] == sinks_) {
           done_counts_.erase(id);
           ++completed_;
