@@ -2,6 +2,7 @@
 #include <dirent.h>
 #include <signal.h>
 
+#include <future>
 #include <set>
 #include <thread>
 
@@ -9,6 +10,8 @@
 
 #include "omniconn/config.h"
 #include "omniconn/runtime.h"
+#include "runtime/control.h"
+#include "runtime/runtime_internal.h"
 
 namespace omniconn {
 namespace {
@@ -147,6 +150,41 @@ TEST(Runtime, InterruptStopsTheRun) {
   EXPECT_EQ(report.status().code(), StatusCode::kCancelled) << report.status().ToString();
   EXPECT_LT(Clock::now() - t0, 300ms + 5s);
   for (int pid : pids) EXPECT_TRUE(gone(pid)) << pid;
+}
+
+// A worker that joins with the right config and then says what no omniconn says: the run ends
+// naming its host, rather than dropping the message (a lost completion would hang the run).
+TEST(Runtime, MalformedControlMessageEndsTheRunNamingTheWorker) {
+  PipelineConfig config = parse(kThreeStages);
+  RunOptions o = small(10);
+  o.listen = "127.0.0.1:0";
+  o.local_stages = {"0"};
+  o.join_timeout_ms = 10000;
+  std::promise<std::string> bound;
+  o.on_listening = [&](const std::string& b) { bound.set_value(b); };
+  std::thread fake([&, addr = bound.get_future()]() mutable {
+    runtime::ControlClient c;
+    ASSERT_TRUE(c.connect(addr.get(), "w-fake").ok());
+    c.send("hello {\"digest\": \"" + runtime::config_digest(config) +
+           "\", \"config\": \"test.yaml\", \"stages\": [\"1\", \"2\"], \"host\": "
+           "\"fakehost\", \"identity\": \"" +
+           runtime::host_identity() + "\", \"pid\": 1}");
+    c.send("evt 99 done 0");  // there is no stage 99
+    std::string text;
+    for (int i = 0; i < 100; ++i) {  // until the orchestrator says stop, at most 10 s
+      auto got = c.recv(&text, 100);
+      if (got.ok() && *got == 1 && (text.starts_with("stop") || text.starts_with("refuse"))) break;
+    }
+  });
+  auto t0 = Clock::now();
+  auto report = run_pipeline(config, o);
+  fake.join();
+  ASSERT_FALSE(report.ok());
+  EXPECT_LT(Clock::now() - t0, 8s);
+  EXPECT_NE(report.status().message().find("malformed control message from the worker on "
+                                           "fakehost: 'evt 99 done 0'"),
+            std::string::npos)
+      << report.status().ToString();
 }
 
 TEST(Runtime, RejectsBadOptions) {
