@@ -115,7 +115,10 @@ Status to_status(int64_t rc, std::string_view what) {
     case kObjectNotFound:
       return Status::NotFound(msg);
     case kNoAvailableHandle:
-      return Status::ResourceExhausted(msg + "; the store is full of unread payloads");
+      return Status::ResourceExhausted(
+          msg +
+          "; no segment has room: the store is full of unread payloads, or the payload "
+          "is larger than the free space of every segment");
     case kInvalidParams:
       return Status::InvalidArgument(msg);
     case kReplicaNotReady:

@@ -422,13 +422,33 @@ Status Orchestrator::reap() {
   return Status::Ok();
 }
 
+// A stage that gave up waiting for its input ("edge 1->2: nothing for 3000 ms") is seldom the
+// cause: upstream failed, or hangs in its connector (a dead master, a full store), and says so
+// a little later.
+bool starved(const std::string& message) {
+  return message.find(": nothing for ") != std::string::npos;
+}
+
 // A stage that died takes its neighbours down with it ("the writer of edge 1->2 has exited"):
 // give the death a moment to show, and report the stage that died rather than a neighbour.
+// After a starved stage, wait longer (op_timeout_ms, 1 to 5 s) for a stage that failed
+// otherwise, the most upstream first.
 Status Orchestrator::root_cause(Status first) {
-  auto until = Clock::now() + milliseconds(server_ ? 1000 : 300);
-  while (Clock::now() < until) {
+  const bool waiting_for_cause = starved(first.message());
+  milliseconds window(server_ ? 1000 : 300);
+  if (waiting_for_cause)
+    window = std::max(window, milliseconds(std::clamp<int64_t>(opts_.op_timeout_ms, 1000, 5000)));
+  auto until = Clock::now() + window;
+  while (Clock::now() < until && !runtime::g_run_signal) {
     (void)poll_control(false);
     for (Proc& p : procs_) {
+      std::string line;
+      while (next_event(p, &line)) {
+        if (line.rfind("error ", 0) == 0 && p.error.empty()) p.error = line.substr(6);
+      }
+      if (waiting_for_cause && !p.error.empty() && !starved(p.error)) {
+        return Status::Unavailable(p.label + " failed: " + p.error + "; then " + first.message());
+      }
       if (!take_exit(p)) continue;
       if (WIFSIGNALED(p.status) && WTERMSIG(p.status) != SIGTERM) {
         return Status::Unavailable(p.label + " (pid " + std::to_string(p.pid) + ") " +
@@ -528,7 +548,7 @@ Result<RunReport> Orchestrator::run() {
     if (st.ok()) st = pump();
     if (!st.ok()) {
       progress(true);
-      if (!died) st = root_cause(st);
+      if (!died || starved(st.message())) st = root_cause(st);
       failure_ = st.message();
       return st;
     }
