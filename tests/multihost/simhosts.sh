@@ -11,6 +11,8 @@
 #   simhosts_link down|up         # cut or restore the link between them
 #   simhosts_down                 # every process in the namespaces killed, namespaces gone
 #
+#   simhosts_master N DIR [ARGS...]  mooncake_master N inside host A (see below)
+#
 # Needs root and iproute2; simhosts_up returns 1 with the reason in $SIMHOSTS_WHY otherwise.
 # Names carry this shell's pid, so concurrent tests never meet.
 
@@ -57,10 +59,11 @@ simhosts_exec() {  # simhosts_exec a|b CMD...
   ip netns exec "$ns" "$@"
 }
 
-simhosts_bg() {  # simhosts_bg a|b LOG CMD...: background; $! is its pid
-  local host=$1 log=$2
+simhosts_bg() {  # simhosts_bg a|b LOG CMD...: background; $! is CMD's pid (ip execs it)
+  local ns log=$2
+  ns=$(simhosts_ns "$1") || { echo "simhosts_bg: host a or b, got '$1'" >&2; return 2; }
   shift 2
-  simhosts_exec "$host" "$@" >"$log" 2>&1 &
+  ip netns exec "$ns" "$@" >"$log" 2>&1 &
 }
 
 simhosts_link() {  # simhosts_link down|up: the veth on host A
@@ -86,4 +89,35 @@ simhosts_down() {
     ip netns del "$ns" 2>/dev/null
   done
   SIMHOSTS_MADE=0
+}
+
+# Mooncake for the simulated hosts: the library and master the tests and benchmarks use.
+SIMHOSTS_MC_LIB=${MOONCAKE_STORE_LIBRARY:-/opt/mooncake/lib/libmooncake_store.so}
+SIMHOSTS_MC_MASTER=${OMNICONN_MOONCAKE_MASTER:-/opt/mooncake/bin/mooncake_master}
+
+simhosts_no_mooncake() {  # true, with the reason in $SIMHOSTS_WHY, when Mooncake is missing
+  [ -f "$SIMHOSTS_MC_LIB" ] && [ -x "$SIMHOSTS_MC_MASTER" ] && return 1
+  SIMHOSTS_WHY="no $SIMHOSTS_MC_LIB or $SIMHOSTS_MC_MASTER (docs/mooncake.md)"
+}
+
+# simhosts_master N DIR [ARGS...]: mooncake_master number N inside host A, on A's address: RPC
+# port 50051+N, HTTP metadata 8080+N, metrics 9003+N (its HTTP ports bind every interface, and
+# A has only its own); working directory and log (masterN.log) in DIR. Its pid in
+# $SIMHOSTS_MASTER_PID; returns once the HTTP port answers, 1 after 10 s.
+simhosts_master() {
+  local n=$1 dir=$2
+  shift 2
+  (cd "$dir" && simhosts_bg a "$dir/master$n.log" "$SIMHOSTS_MC_MASTER" \
+    --rpc_address="$SIMHOSTS_A" --rpc_port=$((50051 + n)) --enable_http_metadata_server=true \
+    --http_metadata_server_host="$SIMHOSTS_A" --http_metadata_server_port=$((8080 + n)) \
+    --metrics_port=$((9003 + n)) "$@" && echo $! >"$dir/master$n.pid")
+  SIMHOSTS_MASTER_PID=$(cat "$dir/master$n.pid")
+  for _ in $(seq 100); do
+    simhosts_exec a /usr/bin/python3 -c \
+      "import socket; socket.create_connection(('$SIMHOSTS_A', $((8080 + n))), 0.2)" \
+      2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "simhosts_master: mooncake_master $n did not listen on $SIMHOSTS_A:$((8080 + n)) in 10 s" >&2
+  return 1
 }
