@@ -85,6 +85,9 @@ def steps(args):
         ("mooncake_bench", "omniconn MooncakeConnector against the raw Store C API",
          [b / "bench/mooncake_bench", "--sizes", mc_sizes, "--iters", mc_iters],
          {"MC_LOG_LEVEL": "WARNING", "GLOG_minloglevel": "2"}, 300),
+        ("two_hosts", "Mooncake and the pipeline across two simulated hosts (network namespaces)",
+         [ROOT / "bench/two_hosts_bench.sh", b] + (["--quick"] if args.quick else []), {},
+         300),
     ]
 
 
@@ -213,6 +216,31 @@ def design_targets(runs):
     else:
         out.append(target("Mooncake put+get >= 0.9x raw C API", "not measured", None,
                           note=runs.get("mooncake_bench", {}).get("reason", "")))
+    out += two_hosts_targets(runs)
+    return out
+
+
+def two_hosts_targets(runs):
+    """Issue 15's: host A to host B, omniconn against raw put_from / get_into."""
+    d = data(runs, "two_hosts")
+    if not d:
+        return [target("A->B end to end >= 0.9x raw; preferred get >= 5x raw get",
+                       "not measured", None, note=runs.get("two_hosts", {}).get("reason", ""))]
+    out = []
+    rows = d["transfer"]["rows"]
+    for size in (1 * MiB, 16 * MiB, 64 * MiB):
+        for path in ("omniconn, master's placement", "omniconn, preferred"):
+            r = [x for x in rows if x["bytes"] == size and x["path"] == path]
+            if r:
+                e = r[0]["e2e_vs_raw"]
+                out.append(target(f"A->B {fmt_size(size)} end to end ({path}) >= 0.9x raw",
+                                  f"{e:.2f}x", e >= 0.9, "put_from on A + get_into on B"))
+    for size in (16 * MiB, 64 * MiB):
+        r = [x for x in rows if x["bytes"] == size and x["path"] == "omniconn, preferred"]
+        if r:
+            g = r[0]["get_vs_raw"]
+            out.append(target(f"A->B {fmt_size(size)} reader-visible get, preferred >= 5x raw get",
+                              f"{g:.2f}x", g >= 5, "get_into on B of a replica on A"))
     return out
 
 
@@ -355,8 +383,41 @@ def tables(results):
           r["iters"], f"{r['ratio_vs_raw']:.2f}x"] for r in (mc or {}).get("rows", [])]
     ) if mc else "Not measured in this run: " + runs.get("mooncake_bench", {}).get(
         "reason", "mooncake_bench did not run") + "."
+    t.update(two_hosts_tables(runs))
     t["run"] = run_summary(results)
     return t
+
+
+def two_hosts_tables(runs):
+    d = data(runs, "two_hosts")
+    if not d:
+        why = "Not measured in this run: " + runs.get("two_hosts", {}).get(
+            "reason", "two_hosts did not run") + "."
+        return {"two_hosts_transfer": why, "two_hosts_pipeline": why}
+    def ms(v):
+        return f"{v:.3f}"
+
+    transfer = md_table(
+        ["size", "way", "store ms", "get ms", "total ms (p50)", "p99", "n", "end to end vs raw",
+         "get vs raw"],
+        [[fmt_size(r["bytes"]), r["path"], ms(r["store_ms"]), ms(r["get_ms"]), ms(r["total_ms"]),
+          ms(r["total_p99_ms"]), r["iters"], f"{r['e2e_vs_raw']:.2f}x", f"{r['get_vs_raw']:.2f}x"]
+         for r in d["transfer"]["rows"]])
+    transfer += ("\n\nPuts that named the reader's segment: master's placement "
+                 f"{d['transfer']['placement_master']}; preferred "
+                 f"{d['transfer']['placement_preferred']}.")
+    p = d["pipeline"]
+    rows = []
+    for name, label in (("two_hosts", "stage 0 on A, 1-2 on B"), ("one_host", "all on A")):
+        for e in p[name]["edges"]:
+            rows.append([label, f"{p[name]['requests_per_s']:.1f}", f"{e['from']}->{e['to']}",
+                         e["hosts"], e["connector"],
+                         f"{e['p50_ms']:.2f}", f"{e['p99_ms']:.2f}", e["errors"]])
+    pipeline = md_table(["run", "requests/s", "edge", "hosts", "connector", "p50 ms", "p99 ms",
+                         "errors"], rows)
+    pipeline += (f"\n\nSplit across A/B: {p['ratio_req_per_s']:.2f}x the requests/s of one host "
+                 f"({p['two_hosts']['requests']} requests each).")
+    return {"two_hosts_transfer": transfer, "two_hosts_pipeline": pipeline}
 
 
 def run_summary(results):
