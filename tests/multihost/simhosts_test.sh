@@ -5,17 +5,10 @@ set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=simhosts.sh
 source "$here/simhosts.sh"
+source "$here/../check.sh"
 py=/usr/bin/python3
-passed=0
-failed=0
-check() {
-  local name=$1
-  shift
-  if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL: $name"; fi
-}
 
 simhosts_up || { echo "SKIP: simulated hosts: $SIMHOSTS_WHY"; exit 0; }
-trap simhosts_down EXIT
 tmp=$(mktemp -d)
 trap 'simhosts_down; rm -rf "$tmp"' EXIT
 
