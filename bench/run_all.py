@@ -420,6 +420,11 @@ def two_hosts_tables(runs):
     return {"two_hosts_transfer": transfer, "two_hosts_pipeline": pipeline}
 
 
+# The program each table comes from, where one does (`--only` regenerates just those).
+TABLE_SOURCE = {"mooncake": "mooncake_bench", "python": "python_bench",
+                "two_hosts_transfer": "two_hosts", "two_hosts_pipeline": "two_hosts"}
+
+
 def run_summary(results):
     rows = []
     for name, r in results["runs"].items():
@@ -576,7 +581,8 @@ def main():
     ap.add_argument("--no-docs", action="store_true", help="do not touch the markdown file")
     ap.add_argument("--quick", action="store_true",
                     help="fewer sizes and shorter runs (a smoke test, ~2 minutes; figures rough)")
-    ap.add_argument("--only", help="comma-separated program names to run (default: all)")
+    ap.add_argument("--only", help="comma-separated program names to run (default: all); "
+                    "only their own tables and JSON are rewritten")
     ap.add_argument("--settle", type=float,
                     help="seconds of rest between programs (default 5; 1 with --quick)")
     args = ap.parse_args()
@@ -605,12 +611,20 @@ def main():
     results["seconds"] = time.monotonic() - t0
     results["targets"] = design_targets(results["runs"])
     results["beat_baselines"] = beat_baselines(results["runs"])
-    (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
-    written = plots(results, out)
-    print_verdicts(results)
-    print(f"\nresults: {out / 'results.json'}; plots: {', '.join(written) or 'none'}")
+    generated = tables(results)
+    if args.only:
+        # Part of the suite: its own JSON and tables only; results.json, the plots and the
+        # other tables stay those of the last full run.
+        generated = {k: v for k, v in generated.items() if TABLE_SOURCE.get(k) in names}
+        print_verdicts(results)
+        print(f"\nresults: {out}/<program>.json (results.json and plots: full runs only)")
+    else:
+        (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+        written = plots(results, out)
+        print_verdicts(results)
+        print(f"\nresults: {out / 'results.json'}; plots: {', '.join(written) or 'none'}")
     if not args.no_docs:
-        missing = update_docs(pathlib.Path(args.docs), tables(results))
+        missing = update_docs(pathlib.Path(args.docs), generated)
         print(f"docs: regenerated the tables in {args.docs}"
               + (f" (no markers for: {', '.join(missing)})" if missing else ""))
     failed = [n for n, r in results["runs"].items() if r["status"] == "failed"]

@@ -37,7 +37,7 @@ for i in 0 1 2; do  # one master per way of mooncake_hosts_bench; the pipelines 
 done
 
 sizes=1M,16M,64M
-iters=10
+iters=20
 requests=300
 if [ "$quick" = 1 ]; then iters=3 requests=40; fi
 "$build/bench/mooncake_hosts_bench" --ns-a "$SIMHOSTS_NS_A" --ns-b "$SIMHOSTS_NS_B" --a "$A" \

@@ -181,7 +181,10 @@ Status StoreClient::put_pinned(const std::string& key, std::span<std::byte> byte
   for (;;) {
     int rc = api_->put_from(store_, key.c_str(), bytes.data(), bytes.size(), &kPinned);
     if (rc == 0) return Status::Ok();
-    if (!retryable(rc)) return to_status(rc, "put_from '" + key + "'");
+    // OBJECT_NOT_FOUND from a put: the master revoked it after its transfer failed (seen with
+    // a replica placed in the segment of a client that had just exited); the next put may be
+    // placed elsewhere.
+    if (!retryable(rc) && rc != kObjectNotFound) return to_status(rc, "put_from '" + key + "'");
     if (!backoff.wait()) {
       Status st = to_status(rc, "put_from '" + key + "' until the deadline");
       return rc == kNoAvailableHandle ? st : Status::Timeout(st.message());
