@@ -431,13 +431,14 @@ bool starved(const std::string& message) {
 
 // A stage that died takes its neighbours down with it ("the writer of edge 1->2 has exited"):
 // give the death a moment to show, and report the stage that died rather than a neighbour.
-// After a starved stage, wait longer (op_timeout_ms, 1 to 5 s) for a stage that failed
+// After a starved stage, wait longer (2 x op_timeout_ms, 2 to 10 s) for a stage that failed
 // otherwise, the most upstream first.
 Status Orchestrator::root_cause(Status first) {
   const bool waiting_for_cause = starved(first.message());
   milliseconds window(server_ ? 1000 : 300);
   if (waiting_for_cause)
-    window = std::max(window, milliseconds(std::clamp<int64_t>(opts_.op_timeout_ms, 1000, 5000)));
+    window =
+        std::max(window, milliseconds(std::clamp<int64_t>(2 * opts_.op_timeout_ms, 2000, 10000)));
   auto until = Clock::now() + window;
   while (Clock::now() < until && !runtime::g_run_signal) {
     (void)poll_control(false);
