@@ -97,6 +97,7 @@ class Orchestrator {
   Status poll_control(bool liveness);
   Status on_message(Worker& w, const std::string& text);
   bool next_event(Proc& p, std::string* line);
+  void read_error(Proc& p);
   void send_ctl(Proc& p, const std::string& line);
   void broadcast(const std::string& text);
   void issue();
@@ -344,6 +345,14 @@ Status Orchestrator::on_message(Worker& w, const std::string& text) {
   return Status::Ok();
 }
 
+// Reads the stage's events up to its first "error ..." line, into p.error (once).
+void Orchestrator::read_error(Proc& p) {
+  std::string line;
+  while (p.error.empty() && next_event(p, &line)) {
+    if (line.rfind("error ", 0) == 0) p.error = line.substr(6);
+  }
+}
+
 bool Orchestrator::next_event(Proc& p, std::string* line) {
   if (p.worker < 0) return p.evt->next(line, 0) == 1;
   if (p.inbox.empty()) return false;
@@ -411,10 +420,7 @@ Status Orchestrator::reap() {
   for (Proc& p : procs_) {
     if (!take_exit(p)) continue;
     if (WIFEXITED(p.status) && WEXITSTATUS(p.status) == 0) continue;
-    std::string line;
-    while (p.error.empty() && next_event(p, &line)) {
-      if (line.rfind("error ", 0) == 0) p.error = line.substr(6);
-    }
+    read_error(p);
     return Status::Unavailable(p.label + " (pid " + std::to_string(p.pid) + ") " +
                                runtime::describe_exit(p.status) +
                                (p.error.empty() ? "" : ": " + p.error));
@@ -426,7 +432,7 @@ Status Orchestrator::reap() {
 // cause: upstream failed, or hangs in its connector (a dead master, a full store), and says so
 // a little later.
 bool starved(const std::string& message) {
-  return message.find(": nothing for ") != std::string::npos;
+  return message.find(runtime::kStarvedMarker) != std::string::npos;
 }
 
 // A stage that died takes its neighbours down with it ("the writer of edge 1->2 has exited"):
@@ -436,17 +442,15 @@ bool starved(const std::string& message) {
 Status Orchestrator::root_cause(Status first) {
   const bool waiting_for_cause = starved(first.message());
   milliseconds window(server_ ? 1000 : 300);
-  if (waiting_for_cause)
+  if (waiting_for_cause) {
     window =
         std::max(window, milliseconds(std::clamp<int64_t>(2 * opts_.op_timeout_ms, 2000, 10000)));
+  }
   auto until = Clock::now() + window;
   while (Clock::now() < until && !runtime::g_run_signal) {
     (void)poll_control(false);
     for (Proc& p : procs_) {
-      std::string line;
-      while (next_event(p, &line)) {
-        if (line.rfind("error ", 0) == 0 && p.error.empty()) p.error = line.substr(6);
-      }
+      read_error(p);
       if (waiting_for_cause && !p.error.empty() && !starved(p.error)) {
         return Status::Unavailable(p.label + " failed: " + p.error + "; then " + first.message());
       }

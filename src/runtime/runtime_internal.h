@@ -6,6 +6,7 @@
 #include <csignal>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "omniconn/runtime.h"
@@ -46,6 +47,10 @@ RunOptions options_from_json(const nlohmann::json& j);
 
 // Set by the stage's SIGTERM handler: finish the current call and exit.
 extern volatile std::sig_atomic_t g_stage_stop;
+
+// In the error of a stage that gave up waiting for its input ("edge 1->2: nothing for 3000 ms"):
+// the orchestrator looks for another stage's failure before naming this one.
+inline constexpr std::string_view kStarvedMarker = ": nothing for ";
 
 // A connector spec with this run's namespace added (SharedMemoryConnector only).
 ConnectorSpec spec_for_run(const EdgeConfig& edge, const std::string& name_space);

@@ -223,7 +223,7 @@ Status Stage::receive(size_t k, int64_t i) {
     }
     if (g_stage_stop) return Status::Cancelled("stopped");
     if (Clock::now() - start > std::chrono::milliseconds(opts_.op_timeout_ms)) {
-      return Status::Timeout("edge " + e.from + "->" + e.to + ": nothing for " +
+      return Status::Timeout("edge " + e.from + "->" + e.to + std::string(kStarvedMarker) +
                              std::to_string(opts_.op_timeout_ms) + " ms");
     }
   }
