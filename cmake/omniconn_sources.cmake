@@ -7,7 +7,7 @@ set(OMNICONN_CORE_SOURCES
   core/connector.cc core/connector_base.cc core/extra.cc core/payload.cc core/registry.cc
   core/status.cc core/value.cc)
 set(OMNICONN_SHM_SOURCES
-  shm/shm_allocator.cc shm/shm_connector.cc shm/shm_descriptor.cc shm/shm_key_index.cc
+  shm/shm_allocator.cc shm/shm_connector.cc shm/shm_descriptor.cc shm/shm_key_index.cc shm/shm_key_table.cc
   shm/shm_options.cc
   shm/shm_os.cc shm/shm_reader.cc shm/shm_ring.cc shm/shm_server.cc)
 set(OMNICONN_MOONCAKE_SOURCES

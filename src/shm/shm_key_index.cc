@@ -100,6 +100,12 @@ bool process_gone(int64_t pid) {
   return ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH;
 }
 
+// Both: a writer in another network namespace (a container sharing /dev/shm) cannot be heard,
+// but its process can be seen.
+bool writer_gone(uint64_t producer_id, int64_t pid) {
+  return nobody_listens(producer_socket_name(producer_id)) && process_gone(pid);
+}
+
 // A temporary or claimed file (".t"/".c" + random + pid + counter, in hex) whose process is
 // gone. A pid that exists, reused or not, keeps its file.
 bool leftover_of_dead_process(const std::string& name) {
@@ -120,17 +126,23 @@ std::string KeyIndex::directory() {
   return "/dev/shm/omniconn-" + std::to_string(::geteuid());
 }
 
-std::string KeyIndex::entry_name(const PayloadKey& key) const {
+KeyHash KeyIndex::hash(const PayloadKey& key) const {
   std::string id;
   for (std::string_view part : {std::string_view(name_space_), std::string_view(key.from_stage),
                                 std::string_view(key.to_stage), std::string_view(key.request_id)}) {
     id += std::to_string(part.size()) + ":" + std::string(part);
   }
   XXH128_hash_t h = XXH3_128bits(id.data(), id.size());
-  return "k" + hex(h.high64) + hex(h.low64);
+  return KeyHash{h.high64, h.low64};
+}
+
+std::string KeyIndex::entry_name(const PayloadKey& key) const {
+  const KeyHash h = hash(key);
+  return "k" + hex(h.hi) + hex(h.lo);
 }
 
 // Opened (and swept) on first use.
+// The table too, where it can be mapped (else entries go to files, as they did before it).
 Result<int> KeyIndex::dir() {
   if (dir_.valid()) return dir_.get();
   OMNICONN_ASSIGN_OR_RETURN(int dfd, open_dir());
@@ -156,6 +168,8 @@ Result<int> KeyIndex::open_dir() {
                                " belongs to another user or is open to others: refused");
   }
   dir_ = std::move(fd);
+  auto table = KeyTable::open(dir_.get());
+  if (table.ok()) table_ = std::move(*table);
   return dir_.get();
 }
 
@@ -188,16 +202,32 @@ Status KeyIndex::publish(const PayloadKey& key, uint64_t producer_id, std::strin
   std::lock_guard lock(mu_);
   OMNICONN_ASSIGN_OR_RETURN(int dfd, dir());
   if (std::chrono::steady_clock::now() - last_sweep_ >= policy_.interval) sweep_locked(dfd);
-  std::string name = entry_name(key);
-  OMNICONN_RETURN_IF_ERROR(
-      write_entry(dfd, name, producer_id, ::getpid(), descriptor, /*replace=*/true));
-  // Forget up to two entries that readers have taken: the list follows what is unread.
-  for (int i = 0; i < 2 && !mine_.empty(); ++i) {
-    if (::faccessat(dfd, mine_.front().name.c_str(), F_OK, AT_SYMLINK_NOFOLLOW) == 0) break;
-    mine_.pop_front();
+  Mine mine{"", std::nullopt, key.request_id, producer_id};
+  const IndexEntry e{producer_id, ::getpid(), std::string(descriptor)};
+  if (table_) mine.ticket = table_->publish(hash(key), e);
+  if (!mine.ticket) {
+    if (table_) table_->remove_key(hash(key));  // the newest entry of a key is the one found
+    mine.name = entry_name(key);
+    OMNICONN_RETURN_IF_ERROR(
+        write_entry(dfd, mine.name, producer_id, e.pid, descriptor, /*replace=*/true));
   }
-  mine_.push_back(Mine{std::move(name), key.request_id, producer_id});
+  // Forget up to two entries that readers have taken: the list follows what is unread.
+  for (int i = 0; i < 2 && !mine_.empty() && taken(dfd, mine_.front()); ++i) mine_.pop_front();
+  mine_.push_back(std::move(mine));
   return Status::Ok();
+}
+
+bool KeyIndex::taken(int dfd, const Mine& m) const {
+  if (m.ticket) return !table_->live(*m.ticket);
+  return ::faccessat(dfd, m.name.c_str(), F_OK, AT_SYMLINK_NOFOLLOW) != 0;
+}
+
+bool KeyIndex::holds(const PayloadKey& key) {
+  std::lock_guard lock(mu_);
+  auto dfd = open_dir();  // no sweep: looking changes nothing
+  if (!dfd.ok()) return false;
+  if (table_ && table_->holds(hash(key))) return true;
+  return ::faccessat(*dfd, entry_name(key).c_str(), F_OK, AT_SYMLINK_NOFOLLOW) == 0;
 }
 
 Result<std::optional<IndexEntry>> KeyIndex::claim(const PayloadKey& key) {
@@ -205,6 +235,9 @@ Result<std::optional<IndexEntry>> KeyIndex::claim(const PayloadKey& key) {
   {
     std::lock_guard lock(mu_);
     OMNICONN_ASSIGN_OR_RETURN(dfd, dir());
+  }
+  if (table_) {
+    if (auto e = table_->claim(hash(key))) return std::optional<IndexEntry>(std::move(*e));
   }
   std::string name = entry_name(key), claimed = unique_name('c');
   if (::renameat(dfd, name.c_str(), dfd, claimed.c_str()) != 0) {
@@ -223,9 +256,11 @@ Result<std::optional<IndexEntry>> KeyIndex::claim(const PayloadKey& key) {
 void KeyIndex::restore(const PayloadKey& key, const IndexEntry& entry) {
   std::lock_guard lock(mu_);
   auto dfd = dir();
-  if (dfd.ok()) {
-    (void)write_entry(*dfd, entry_name(key), entry.producer_id, entry.pid, entry.descriptor, false);
-  }
+  if (!dfd.ok()) return;
+  const KeyHash h = hash(key);
+  if (table_ && table_->holds(h)) return;  // a newer entry took its place
+  if (table_ && table_->publish(h, entry)) return;
+  (void)write_entry(*dfd, entry_name(key), entry.producer_id, entry.pid, entry.descriptor, false);
 }
 
 void KeyIndex::remove_if(const PayloadKey& key, std::string_view descriptor) {
@@ -236,12 +271,20 @@ void KeyIndex::remove_if(const PayloadKey& key, std::string_view descriptor) {
     if (!d.ok()) return;
     dfd = *d;
   }
+  if (table_ && descriptor.size() <= KeyTable::kCapacity &&
+      table_->remove_if(hash(key), descriptor)) {
+    return;
+  }
   remove_entry_if(dfd, entry_name(key),
                   [&](const IndexEntry& e) { return e.descriptor == descriptor; });
 }
 
 // Only while the entry is still this writer's: another writer may have replaced it.
 void KeyIndex::remove_mine(const Mine& m) {
+  if (m.ticket) {
+    table_->remove(*m.ticket);
+    return;
+  }
   remove_entry_if(dir_.get(), m.name,
                   [&](const IndexEntry& e) { return e.producer_id == m.producer_id; });
 }
@@ -274,6 +317,13 @@ size_t KeyIndex::sweep_locked(int dfd) {
   std::map<uint64_t, bool> gone;  // by writer id: each is asked once per sweep
   size_t removed = 0;
   for (const std::string& name : next_names(dfd)) removed += sweep_one(dfd, name, &gone);
+  if (table_) {
+    removed += table_->sweep(policy_.min_age, [&](uint64_t writer, int64_t pid) {
+      auto [it, fresh] = gone.try_emplace(writer, false);
+      if (fresh) it->second = writer_gone(writer, pid);
+      return it->second;
+    });
+  }
   return removed;
 }
 
@@ -309,9 +359,7 @@ bool KeyIndex::sweep_one(int dfd, const std::string& name, std::map<uint64_t, bo
   if (!e.ok() || !e->has_value()) return false;
   uint64_t writer = (*e)->producer_id;
   auto [it, fresh] = gone->try_emplace(writer, false);
-  // Both: a writer in another network namespace (a container sharing /dev/shm) cannot be
-  // heard, but its process can be seen.
-  if (fresh) it->second = nobody_listens(producer_socket_name(writer)) && process_gone((*e)->pid);
+  if (fresh) it->second = writer_gone(writer, (*e)->pid);
   if (!it->second) return false;
   return remove_entry_if(dfd, name, [&](const IndexEntry& x) { return x.producer_id == writer; });
 }

@@ -1,14 +1,17 @@
 // KeyIndex: finds the SharedMemoryConnector's descriptor-mode payloads by key, from any process
-// of the same user on the host. One small file per (namespace, from, to, request id) in a
-// per-user 0700 directory, /dev/shm/omniconn-<uid>/, named by a 128-bit hash of the key (so
-// any key is a safe name) and holding the writer's id and the payload's descriptor. Writers
-// create entries atomically (temporary file + rename: a later put of the same key replaces
-// the entry); a reader by key claims one by renaming it away (one claimer wins); whoever
-// takes the payload, by key or by descriptor, removes its entry; a writer removes its own
-// entries on cleanup and when it closes. Every call works relative to the directory's fd.
-// A writer killed before it closes leaves entries behind: a bounded sweep removes those whose
-// writer no longer listens on its socket (the check a claim makes), and the temporary and
-// claimed files of dead processes.
+// of the same user on the host. An entry (the writer's id and pid, the payload's descriptor)
+// lives in the user's shared KeyTable when its descriptor fits a slot and the key's window has
+// room: then publishing, claiming and removing it are atomic operations on shared memory, no
+// syscall (shm_key_table.h). Otherwise it is one small file per (namespace, from, to, request
+// id) in the per-user 0700 directory /dev/shm/omniconn-<uid>/, named by a 128-bit hash of the
+// key (so any key is a safe name): writers create files atomically (temporary file + rename:
+// a later put of the same key replaces the entry); a reader by key claims one by renaming it
+// away (one claimer wins). A claim looks in the table first: the newest entry of a key is
+// there unless it went to a file, and a put to a file removes the key's table entries.
+// Whoever takes the payload, by key or by descriptor, removes its entry; a writer removes its
+// own entries on cleanup and when it closes. A writer killed before it closes leaves entries
+// behind: a bounded sweep removes those whose writer no longer listens on its socket (the
+// check a claim makes), and the temporary and claimed files of dead processes.
 #pragma once
 
 #include <chrono>
@@ -22,15 +25,10 @@
 #include <vector>
 
 #include "omniconn/connector.h"
+#include "shm/shm_key_table.h"
 #include "shm/shm_os.h"
 
 namespace omniconn::shm {
-
-struct IndexEntry {
-  uint64_t producer_id = 0;
-  int64_t pid = 0;  // the writer's process: a sweep never removes the entry while it exists
-  std::string descriptor;
-};
 
 // When a KeyIndex sweeps: once when it first opens the directory, then at most every
 // `interval`, on publish. A sweep reads at most `batch` names (the next sweep goes on where it
@@ -69,13 +67,18 @@ class KeyIndex {
   static std::string directory();
   // The entry's file name within it.
   std::string entry_name(const PayloadKey& key) const;
+  // True when an entry of `key` is in the index, in the table or in a file (for tests).
+  bool holds(const PayloadKey& key);
 
  private:
   struct Mine {
-    std::string name;
+    std::string name;                        // the entry's file, or
+    std::optional<KeyTable::Ticket> ticket;  // its slot in the table
     std::string request_id;
     uint64_t producer_id;
   };
+  KeyHash hash(const PayloadKey& key) const;
+  bool taken(int dfd, const Mine& m) const;
   Result<int> dir();
   Result<int> open_dir();
   Status write_entry(int dfd, const std::string& name, uint64_t producer_id, int64_t pid,
@@ -89,7 +92,8 @@ class KeyIndex {
   const SweepPolicy policy_;
   std::mutex mu_;
   Fd dir_;
-  std::deque<Mine> mine_;  // entries this process wrote, oldest first (pruned as they go)
+  std::unique_ptr<KeyTable> table_;  // null where it cannot be mapped: files only
+  std::deque<Mine> mine_;            // entries this process wrote, oldest first (pruned as they go)
   std::chrono::steady_clock::time_point last_sweep_{};
   long cursor_ = 0;  // where the next sweep reads on (telldir), 0: from the start
 };

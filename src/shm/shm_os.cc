@@ -261,7 +261,13 @@ Result<size_t> recv_msg(int fd, std::span<std::byte> buf, Fd* got_fd, Deadline d
   if (n < 0) return Status::Unavailable("recvmsg: " + errno_text(errno));
   take_fd(&hdr, got_fd);
   if (n == 0) return Status::Unavailable("the writer process closed the connection");
-  if (hdr.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) return Status::Corrupt("truncated message");
+  if (hdr.msg_flags & MSG_TRUNC) return Status::Corrupt("truncated message");
+  // The kernel drops a passed descriptor that this process has no room for (RLIMIT_NOFILE).
+  if (hdr.msg_flags & MSG_CTRUNC) {
+    return Status::ResourceExhausted(
+        "a segment passed by the writer was dropped: "
+        "out of file descriptors?");
+  }
   return static_cast<size_t>(n);
 }
 

@@ -12,6 +12,7 @@
 #include <fstream>
 #include <optional>
 #include <set>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -30,6 +31,7 @@ constexpr size_t kKiB = 1024;
 constexpr size_t kMiB = size_t{1} << 20;
 constexpr size_t kInlineBytes = 100;      // travels in the descriptor (and the entry)
 constexpr size_t kRefBytes = 128 * kKiB;  // above the 64 KiB threshold: in the arena
+constexpr size_t kFileBytes = 32 * kKiB;  // inline, its descriptor too large for a table slot
 constexpr size_t kBigBytes = 2 * kMiB;    // above a 1 MiB arena: a dedicated segment
 
 #ifdef OMNICONN_SANITIZED
@@ -50,8 +52,13 @@ Result<PayloadView> get_by_key(Connector& c, const PayloadKey& k, Deadline deadl
   return c.get(k, deadline, GetOptions{writable});
 }
 
-std::string entry_path(const std::string& ns, const PayloadKey& k) {
+std::string entry_file(const std::string& ns, const PayloadKey& k) {
   return shm::KeyIndex::directory() + "/" + shm::KeyIndex(ns).entry_name(k);
+}
+
+// In the index's table or its files (looking sweeps nothing).
+bool in_index(const std::string& ns, const PayloadKey& k) {
+  return shm::KeyIndex(ns).holds(k);
 }
 
 bool exists(const std::string& path) {
@@ -86,7 +93,7 @@ std::vector<std::string> leftovers_of(pid_t pid) {
 std::vector<std::string> present(const std::string& ns, const std::vector<PayloadKey>& keys) {
   std::vector<std::string> out;
   for (const PayloadKey& k : keys) {
-    if (exists(entry_path(ns, k))) out.push_back(k.str());
+    if (in_index(ns, k)) out.push_back(k.str());
   }
   return out;
 }
@@ -190,7 +197,7 @@ TEST_F(ShmKeyIndex, OddKeysAreFoundByKeyInAnotherProcess) {
     SCOPED_TRACE(keys[i].str());
     PayloadKey small_key = keys[i];
     small_key.to_stage += "-inline";
-    ASSERT_TRUE(exists(entry_path(ns_, keys[i])));
+    ASSERT_TRUE(in_index(ns_, keys[i]));
     auto big = get_by_key(*r, keys[i], deadline_in(5s));
     ASSERT_TRUE(big.ok()) << big.status().ToString();
     EXPECT_EQ(verify_payload(*big, kRefBytes, 2 * i + 1), "");
@@ -198,8 +205,8 @@ TEST_F(ShmKeyIndex, OddKeysAreFoundByKeyInAnotherProcess) {
     auto small = get_by_key(*r, small_key, deadline_in(5s));
     ASSERT_TRUE(small.ok()) << small.status().ToString();
     EXPECT_EQ(verify_payload(*small, kInlineBytes, 2 * i), "");
-    EXPECT_FALSE(exists(entry_path(ns_, keys[i])));  // taken: the entry went with it
-    EXPECT_FALSE(exists(entry_path(ns_, small_key)));
+    EXPECT_FALSE(in_index(ns_, keys[i]));  // taken: the entry went with it
+    EXPECT_FALSE(in_index(ns_, small_key));
   }
   done.write("done");
   EXPECT_EQ(wait_child(writer, 20s), 0);
@@ -344,17 +351,100 @@ TEST_F(ShmKeyIndex, PayloadTakenByDescriptorIsGoneByKey) {
   auto w = make_shm(ns_);
   auto r = make_shm(ns_);
   ASSERT_TRUE(w && r);
-  for (size_t n : {kInlineBytes, kRefBytes}) {
+  for (size_t n : {kInlineBytes, kRefBytes, kFileBytes}) {
     const PayloadKey k{"req-" + std::to_string(n), "0", "1"};
     TestPayload p(n, n);
     auto d = w->put(k, p.builder, deadline_in(2s));
     ASSERT_TRUE(d.ok()) << d.status().ToString();
-    ASSERT_TRUE(exists(entry_path(ns_, k)));
+    ASSERT_TRUE(in_index(ns_, k));
+    // Only an entry too large for the table is a file.
+    EXPECT_EQ(exists(entry_file(ns_, k)), n == kFileBytes);
     auto v = r->get(*d, deadline_in(2s));
     ASSERT_TRUE(v.ok()) << v.status().ToString();
-    EXPECT_FALSE(exists(entry_path(ns_, k)));
+    EXPECT_FALSE(in_index(ns_, k));
     EXPECT_EQ(get_by_key(*r, k, deadline_in(50ms)).status().code(), StatusCode::kTimeout);
   }
+}
+
+// Keys whose table windows start at the same slot (the entry name carries the key's hash).
+std::vector<PayloadKey> colliding_keys(const std::string& ns, size_t n) {
+  std::vector<PayloadKey> out;
+  std::optional<uint64_t> start;
+  for (int i = 0; out.size() < n && i < 10'000'000; ++i) {
+    PayloadKey k{"c-" + std::to_string(i), "0", "1"};
+    const uint64_t lo = std::stoull(shm::KeyIndex(ns).entry_name(k).substr(17), nullptr, 16);
+    if (!start) start = lo % shm::KeyTable::kSlots;
+    if (lo % shm::KeyTable::kSlots == *start) out.push_back(k);
+  }
+  return out;
+}
+
+// More keys than a window holds: the rest go to files, and every one is found once, by key.
+TEST_F(ShmKeyIndex, FullWindowSpillsToFiles) {
+  const size_t n = shm::KeyTable::kWindow + 4;
+  const std::vector<PayloadKey> keys = colliding_keys(ns_, n);
+  ASSERT_EQ(keys.size(), n);
+  auto w = make_shm(ns_);
+  auto r = make_shm(ns_);
+  ASSERT_TRUE(w && r);
+  size_t files = 0;
+  for (size_t i = 0; i < n; ++i) {
+    TestPayload p(kInlineBytes, i);
+    ASSERT_TRUE(w->put(keys[i], p.builder, deadline_in(2s)).ok());
+    files += exists(entry_file(ns_, keys[i]));
+  }
+  // Other tests' leftovers in the window only push more of them to files.
+  EXPECT_GE(files, n - shm::KeyTable::kWindow);
+  for (size_t i = 0; i < n; ++i) {
+    auto v = get_by_key(*r, keys[i], deadline_in(2s));
+    ASSERT_TRUE(v.ok()) << keys[i].str() << ": " << v.status().ToString();
+    EXPECT_EQ(verify_payload(*v, kInlineBytes, i), "");
+    EXPECT_FALSE(in_index(ns_, keys[i]));
+  }
+  EXPECT_EQ(present(ns_, keys), std::vector<std::string>{});
+}
+
+// Writers and claimers racing on one window: every entry is claimed exactly once, intact.
+TEST_F(ShmKeyIndex, TableEntriesAreClaimedOnceUnderRaces) {
+  constexpr int kWriters = 2, kPerWriter = 2000;
+  const std::vector<PayloadKey> keys = colliding_keys(ns_, 8);
+  ASSERT_EQ(keys.size(), 8u);
+  shm::KeyIndex index(ns_);
+  std::atomic<int> claimed{0}, bad{0};
+  std::atomic<bool> done{false};
+  auto descriptor = [](int w, int i) {
+    return std::string(200 + (i % 50), static_cast<char>('a' + w)) + std::to_string(i);
+  };
+  std::vector<std::thread> threads;
+  for (int w = 0; w < kWriters; ++w) {
+    threads.emplace_back([&, w] {
+      for (int i = 0; i < kPerWriter; ++i) {
+        const PayloadKey& k = keys[static_cast<size_t>(w * 4 + i % 4)];
+        // A key still unclaimed is replaced: count only what a claimer can get.
+        while (index.holds(k) && !done.load()) std::this_thread::yield();
+        if (!index.publish(k, 100 + static_cast<uint64_t>(w), descriptor(w, i)).ok()) ++bad;
+      }
+    });
+  }
+  threads.emplace_back([&] {
+    const auto end = Clock::now() + 20s;
+    while (claimed.load() < kWriters * kPerWriter && Clock::now() < end) {
+      for (const PayloadKey& k : keys) {
+        auto e = index.claim(k);
+        if (!e.ok() || !e->has_value()) continue;
+        const auto& d = (*e)->descriptor;
+        const int w = static_cast<int>((*e)->producer_id) - 100;
+        const bool ok = w >= 0 && w < kWriters && d.size() > 200 &&
+                        d == descriptor(w, std::stoi(d.substr(d.find_first_of("0123456789"))));
+        bad += !ok;
+        ++claimed;
+      }
+    }
+    done = true;
+  });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(bad.load(), 0);
+  EXPECT_EQ(claimed.load(), kWriters * kPerWriter);
 }
 
 // --- (d) a dead writer ---------------------------------------------------------------------
@@ -382,7 +472,7 @@ TEST_F(ShmKeyIndex, DeadWritersEntryIsRefusedWithWhyAndRemoved) {
   ASSERT_EQ(wait_child(writer, 10s), 0);
   for (const PayloadKey& k : keys) {
     SCOPED_TRACE(k.str());
-    ASSERT_TRUE(exists(entry_path(ns_, k)));
+    ASSERT_TRUE(in_index(ns_, k));
     auto t0 = Clock::now();
     auto v = get_by_key(*r, k, deadline_in(200ms));
     ASSERT_FALSE(v.ok());
@@ -390,7 +480,7 @@ TEST_F(ShmKeyIndex, DeadWritersEntryIsRefusedWithWhyAndRemoved) {
     EXPECT_NE(v.status().message().find("refused one"), std::string::npos) << v.status().ToString();
     EXPECT_NE(v.status().message().find("gone"), std::string::npos) << v.status().ToString();
     EXPECT_LT(Clock::now() - t0, 200ms + kSlack);
-    EXPECT_FALSE(exists(entry_path(ns_, k)));
+    EXPECT_FALSE(in_index(ns_, k));
     auto again = get_by_key(*r, k, deadline_in(50ms));
     EXPECT_EQ(again.status().code(), StatusCode::kTimeout);
     EXPECT_EQ(again.status().message().find("refused"), std::string::npos)
@@ -463,7 +553,7 @@ TEST_F(ShmKeyIndex, CleanupAndCloseRemoveTheirEntries) {
     ASSERT_TRUE(w->cleanup("req-A").ok());
     EXPECT_EQ(present(ns_, a), std::vector<std::string>{});
     EXPECT_EQ(present(ns_, b).size(), b.size());
-    EXPECT_TRUE(exists(entry_path(ns_, shared)));  // not w's entry any more: left alone
+    EXPECT_TRUE(in_index(ns_, shared));  // not w's entry any more: left alone
     EXPECT_EQ(get_by_key(*r, a[0], deadline_in(50ms)).status().code(), StatusCode::kTimeout);
   }
   EXPECT_EQ(present(ns_, b), std::vector<std::string>{});  // w is gone, and its entries
@@ -575,7 +665,7 @@ TEST_F(ShmKeyIndex, WritableAndReadOnlyViewsOfEveryKind) {
           std::fill(data.begin(), data.end(), std::byte{0x5A});
           EXPECT_EQ(data[n / 2], std::byte{0x5A});
         }
-        EXPECT_FALSE(exists(entry_path(ns_, k)));
+        EXPECT_FALSE(in_index(ns_, k));
       }
     }
   }
@@ -663,16 +753,16 @@ TEST_F(ShmKeyIndex, SweepRemovesOnlyWhatDeadProcessesLeft) {
   // Too young for a sweep that wants a minute: everything stays.
   shm::KeyIndex patient(ns_, shm::SweepPolicy{std::chrono::minutes(1), 1h, 256});
   for (int i = 0; i < sweeps_to_cover(256); ++i) ASSERT_TRUE(patient.sweep().ok());
-  EXPECT_TRUE(exists(entry_path(ns_, dead_key)));
+  EXPECT_TRUE(in_index(ns_, dead_key));
   for (const std::string& f : dead_files) EXPECT_TRUE(exists(dir + f)) << f;
   // Old enough (any age): the dead writer's entry and the dead process's files go.
   shm::KeyIndex sweeper(ns_, shm::SweepPolicy{0ms, 1h, 16});
   for (int i = 0; i < sweeps_to_cover(16); ++i) ASSERT_TRUE(sweeper.sweep().ok());
-  EXPECT_FALSE(exists(entry_path(ns_, dead_key)));
+  EXPECT_FALSE(in_index(ns_, dead_key));
   for (const std::string& f : dead_files) EXPECT_FALSE(exists(dir + f)) << f;
-  EXPECT_TRUE(exists(entry_path(ns_, live_key)));     // its writer lives
-  EXPECT_TRUE(exists(entry_path(ns_, unheard_key)));  // its process lives
-  EXPECT_TRUE(exists(dir + own_file));                // its process lives
+  EXPECT_TRUE(in_index(ns_, live_key));     // its writer lives
+  EXPECT_TRUE(in_index(ns_, unheard_key));  // its process lives
+  EXPECT_TRUE(exists(dir + own_file));      // its process lives
   ::unlink((dir + own_file).c_str());
   auto r = make_shm(ns_);
   auto v = get_by_key(*r, live_key, deadline_in(2s));

@@ -1,0 +1,229 @@
+#include "shm/shm_key_table.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include <cstddef>
+#include <cstring>
+
+namespace omniconn::shm {
+
+namespace {
+
+constexpr char kFileName[] = "keys-v1";
+constexpr uint64_t kMagic = 0x3176'7965'6b63'6f00;  // "\0ockeyv1"
+constexpr size_t kFileHeader = 4096;
+constexpr size_t kFileBytes = kFileHeader + KeyTable::kSlots * KeyTable::kSlotBytes;
+
+constexpr uint64_t kEmpty = 0, kBusy = 1, kReady = 2;
+uint64_t phase(uint64_t state) {
+  return state & 3;
+}
+uint64_t next(uint64_t state, uint64_t ph) {
+  return ((state >> 2) + 1) << 2 | ph;
+}
+
+int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+uint64_t digest(std::string_view d) {
+  return XXH3_64bits(d.data(), d.size());
+}
+
+}  // namespace
+
+// 64-byte header, then the descriptor (8-byte words, the last one zero-padded).
+struct KeyTable::Slot {
+  std::atomic<uint64_t> state;
+  std::atomic<uint64_t> hash_hi, hash_lo, producer_id, desc_hash;
+  std::atomic<int64_t> pid, published_ns;
+  std::atomic<uint64_t> desc_len;
+  std::atomic<uint64_t> words[kCapacity / 8];
+};
+static_assert(sizeof(std::atomic<uint64_t>) == 8 && std::atomic<uint64_t>::is_always_lock_free);
+
+Result<std::unique_ptr<KeyTable>> KeyTable::open(int dfd) {
+  Fd fd(::openat(dfd, kFileName, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
+  if (!fd.valid()) return Status::Unavailable("key table: " + errno_text(errno));
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != ::geteuid() ||
+      (st.st_mode & 077) != 0) {
+    return Status::Unavailable("key table: not a private file of this user: refused");
+  }
+  // Two first users both grow it to the same size: harmless.
+  if (static_cast<size_t>(st.st_size) < kFileBytes &&
+      ::ftruncate(fd.get(), static_cast<off_t>(kFileBytes)) != 0) {
+    return Status::ResourceExhausted("key table: " + errno_text(errno));
+  }
+  void* p = ::mmap(nullptr, kFileBytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
+  if (p == MAP_FAILED) return Status::ResourceExhausted("key table: mmap: " + errno_text(errno));
+  Mapping m(p, kFileBytes);
+  auto* magic = reinterpret_cast<std::atomic<uint64_t>*>(m.data());
+  uint64_t seen = 0;
+  if (!magic->compare_exchange_strong(seen, kMagic) && seen != kMagic) {
+    return Status::Corrupt("key table " + std::string(kFileName) + ": not a key table");
+  }
+  return std::unique_ptr<KeyTable>(new KeyTable(std::move(m)));
+}
+
+KeyTable::Slot& KeyTable::slot(size_t i) const {
+  static_assert(offsetof(Slot, words) == kSlotHeader && sizeof(Slot) == kSlotBytes);
+  return *reinterpret_cast<Slot*>(map_.data() + kFileHeader + i * kSlotBytes);
+}
+
+// fn(index, slot, state) for each slot of h's window until fn returns true.
+template <typename Fn>
+bool KeyTable::each_in_window(const KeyHash& h, Fn&& fn) const {
+  for (size_t k = 0; k < kWindow; ++k) {
+    const size_t i = (h.lo + k) % kSlots;
+    Slot& s = slot(i);
+    if (fn(i, s, s.state.load(std::memory_order_acquire))) return true;
+  }
+  return false;
+}
+
+bool KeyTable::matches(const Slot& s, uint64_t state, const KeyHash& h) const {
+  return phase(state) == kReady && s.hash_lo.load(std::memory_order_relaxed) == h.lo &&
+         s.hash_hi.load(std::memory_order_relaxed) == h.hi;
+}
+
+void KeyTable::fill(Slot& s, const KeyHash& h, const IndexEntry& e) {
+  const std::string& d = e.descriptor;
+  s.hash_hi.store(h.hi, std::memory_order_relaxed);
+  s.hash_lo.store(h.lo, std::memory_order_relaxed);
+  s.producer_id.store(e.producer_id, std::memory_order_relaxed);
+  s.pid.store(e.pid, std::memory_order_relaxed);
+  s.published_ns.store(now_ns(), std::memory_order_relaxed);
+  s.desc_hash.store(digest(d), std::memory_order_relaxed);
+  s.desc_len.store(d.size(), std::memory_order_relaxed);
+  for (size_t off = 0; off < d.size(); off += 8) {
+    uint64_t w = 0;
+    std::memcpy(&w, d.data() + off, std::min<size_t>(8, d.size() - off));
+    s.words[off / 8].store(w, std::memory_order_relaxed);
+  }
+}
+
+// A slot of h's window made busy for this writer: the key's own entry (replaced), else a
+// free one.
+std::optional<KeyTable::Ticket> KeyTable::take_slot(const KeyHash& h) {
+  std::optional<Ticket> got;
+  auto take = [&](size_t i, Slot& s, uint64_t st) {
+    const uint64_t busy = next(st, kBusy);
+    if (!s.state.compare_exchange_strong(st, busy, std::memory_order_acquire)) return false;
+    got = Ticket{static_cast<uint32_t>(i), busy};
+    return true;
+  };
+  each_in_window(
+      h, [&](size_t i, Slot& s, uint64_t st) { return matches(s, st, h) && take(i, s, st); });
+  if (!got)
+    each_in_window(
+        h, [&](size_t i, Slot& s, uint64_t st) { return phase(st) == kEmpty && take(i, s, st); });
+  return got;
+}
+
+std::optional<KeyTable::Ticket> KeyTable::publish(const KeyHash& h, const IndexEntry& e) {
+  if (e.descriptor.size() > kCapacity) return std::nullopt;
+  std::optional<Ticket> t = take_slot(h);
+  if (!t) return std::nullopt;
+  Slot& s = slot(t->slot);
+  fill(s, h, e);
+  const uint64_t ready = (t->state & ~uint64_t{3}) | kReady;
+  // A sweep may have freed a slot left busy too long: then the entry goes to the files.
+  if (!s.state.compare_exchange_strong(t->state, ready, std::memory_order_release)) {
+    return std::nullopt;
+  }
+  return Ticket{t->slot, ready};
+}
+
+std::optional<IndexEntry> KeyTable::claim(const KeyHash& h) {
+  std::optional<IndexEntry> out;
+  each_in_window(h, [&](size_t, Slot& s, uint64_t st) {
+    if (!matches(s, st, h)) return false;
+    const uint64_t n = s.desc_len.load(std::memory_order_relaxed);
+    if (n > kCapacity) return false;  // torn: the CAS below would fail anyway
+    IndexEntry e{s.producer_id.load(std::memory_order_relaxed),
+                 s.pid.load(std::memory_order_relaxed), std::string(n, '\0')};
+    for (size_t off = 0; off < n; off += 8) {
+      const uint64_t w = s.words[off / 8].load(std::memory_order_relaxed);
+      std::memcpy(e.descriptor.data() + off, &w, std::min<size_t>(8, n - off));
+    }
+    if (!s.state.compare_exchange_strong(st, next(st, kEmpty), std::memory_order_acq_rel)) {
+      return false;  // changed while copied: look on
+    }
+    out = std::move(e);
+    return true;
+  });
+  return out;
+}
+
+bool KeyTable::holds(const KeyHash& h) const {
+  return each_in_window(h, [&](size_t, Slot& s, uint64_t st) { return matches(s, st, h); });
+}
+
+bool KeyTable::remove_if(const KeyHash& h, std::string_view descriptor) {
+  const uint64_t want = digest(descriptor);
+  return each_in_window(h, [&](size_t, Slot& s, uint64_t st) {
+    return matches(s, st, h) && s.desc_hash.load(std::memory_order_relaxed) == want &&
+           s.desc_len.load(std::memory_order_relaxed) == descriptor.size() &&
+           s.state.compare_exchange_strong(st, next(st, kEmpty), std::memory_order_acq_rel);
+  });
+}
+
+void KeyTable::remove_key(const KeyHash& h) {
+  each_in_window(h, [&](size_t, Slot& s, uint64_t st) {
+    if (matches(s, st, h)) s.state.compare_exchange_strong(st, next(st, kEmpty));
+    return false;
+  });
+}
+
+bool KeyTable::remove(const Ticket& t) {
+  uint64_t st = t.state;
+  return slot(t.slot).state.compare_exchange_strong(st, next(st, kEmpty));
+}
+
+bool KeyTable::live(const Ticket& t) const {
+  return slot(t.slot).state.load(std::memory_order_acquire) == t.state;
+}
+
+size_t KeyTable::sweep(std::chrono::milliseconds min_age,
+                       const std::function<bool(uint64_t, int64_t)>& gone) {
+  size_t removed = 0;
+  const int64_t now = now_ns(), old = now - std::chrono::nanoseconds(min_age).count();
+  for (uint32_t i = 0; i < kSlots; ++i) {
+    Slot& s = slot(i);
+    uint64_t st = s.state.load(std::memory_order_acquire);
+    if (phase(st) == kBusy) {
+      removed +=
+          abandoned(i, st, old, now) && s.state.compare_exchange_strong(st, next(st, kEmpty));
+      continue;
+    }
+    busy_.erase(i);
+    if (phase(st) != kReady || s.published_ns.load(std::memory_order_relaxed) > old) continue;
+    if (!gone(s.producer_id.load(std::memory_order_relaxed),
+              s.pid.load(std::memory_order_relaxed))) {
+      continue;
+    }
+    removed += s.state.compare_exchange_strong(st, next(st, kEmpty));
+  }
+  return removed;
+}
+
+// Busy in the same state since a sweep at least min_age ago: its writer died mid-publish.
+bool KeyTable::abandoned(uint32_t i, uint64_t state, int64_t old, int64_t now) {
+  auto [it, fresh] = busy_.try_emplace(i, Busy{state, now});
+  if (fresh || it->second.state != state) {
+    it->second = Busy{state, now};
+    return false;
+  }
+  if (it->second.seen_ns > old) return false;
+  busy_.erase(it);
+  return true;
+}
+
+}  // namespace omniconn::shm
