@@ -5,7 +5,8 @@ SharedMemoryConnector method (bench/baselines/vllm_omni_shm.py), in the same run
 Two processes (spawn): this one puts, a consumer gets and checks the array's first and last
 element, then acks over a Pipe; the metadata goes over the same Pipe. The figure is the round
 trip put -> metadata -> get -> ack, so the Pipe's cost is in every kind alike. Kinds alternate
-iteration by iteration so that they see the same machine noise.
+iteration by iteration so that they see the same machine noise. CPU time per call (the calling
+thread's, mean) is reported for put (producer) and get (consumer).
 
     PYTHONPATH=build/python /usr/bin/python3 bench/python_bench.py [--json out.json]
 """
@@ -23,10 +24,14 @@ import numpy as np
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent / "baselines"))
 
 MiB = 1 << 20
-KINDS = ("omniconn put", "omniconn loan", "vllm-omni method")
+KINDS = ("omniconn put", "omniconn loan", "vllm-omni method", "pipe alone")
+# "pipe alone" moves no payload: the metadata Pipe's round trip by itself, the floor of every
+# kind, so vllm-omni's round trip over it is the most any connector can show in this harness.
 
 
 def make(kind):
+    if kind == "pipe alone":
+        return None
     if kind.startswith("omniconn"):
         import omniconn
         return omniconn.SharedMemoryConnector({"namespace": f"pybench-{os.getppid()}"})
@@ -38,16 +43,21 @@ def consumer(kind, pipe):
     conn = make(kind)
     while (msg := pipe.recv()) is not None:
         rid, meta, n = msg
-        t0 = time.perf_counter()
+        if conn is None:  # pipe alone
+            pipe.send((0.0, 0.0, True))
+            continue
+        c0, t0 = time.thread_time(), time.perf_counter()
         got = conn.get("0", "1", rid, meta)
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), time.thread_time()
         arr = got[0] if kind == "omniconn loan" else got[0]["hidden"]
         ok = len(arr) == n and arr[0] == 0 and arr[-1] == np.float32(n - 1)
         del got, arr
-        pipe.send((t1 - t0, ok))
+        pipe.send((t1 - t0, c1 - c0, ok))
 
 
 def produce(kind, conn, src, rid):
+    if conn is None:
+        return True, 0, {"size": 0}
     if kind == "omniconn loan":
         lo = conn.loan("0", "1", rid, src.shape, src.dtype)
         with lo as buf:
@@ -61,19 +71,24 @@ def measure(size, iters, pipes, conns):
     src = np.arange(n, dtype=np.float32)
     rt = {k: [] for k in KINDS}
     get = {k: [] for k in KINDS}
+    cpu_put = {k: [] for k in KINDS}
+    cpu_get = {k: [] for k in KINDS}
     for i in range(iters + 2):  # two warm-up rounds
         for kind in KINDS:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.thread_time()
             ok, _, meta = produce(kind, conns[kind], src, f"r{size}-{i}")
+            c1 = time.thread_time()
             assert ok, meta
             pipes[kind].send((f"r{size}-{i}", meta, n))
-            t_get, good = pipes[kind].recv()
+            t_get, c_get, good = pipes[kind].recv()
             t1 = time.perf_counter()
             assert good, f"{kind}: wrong data at {size} bytes"
             if i >= 2:
                 rt[kind].append(t1 - t0)
                 get[kind].append(t_get)
-    return rt, get
+                cpu_put[kind].append(c1 - c0)
+                cpu_get[kind].append(c_get)
+    return rt, get, cpu_put, cpu_get
 
 
 def parse_size(text):
@@ -121,20 +136,23 @@ def main():
 
     rows = []
     print(f"{'size':>8} {'kind':<17} {'round trip p50':>15} {'p99':>10} {'get p50':>10} "
-          f"{'GB/s':>7} {'vs vllm-omni':>13}")
+          f"{'put CPU':>9} {'get CPU':>9} {'GB/s':>7} {'vs vllm-omni':>13}")
     for size in sizes:
         iters = max(5, min(500, (2048 * MiB) // size))
-        rt, get = measure(size, iters, pipes, conns)
+        rt, get, cpu_put, cpu_get = measure(size, iters, pipes, conns)
         base = statistics.median(rt["vllm-omni method"])
         for kind in KINDS:
             p50 = statistics.median(rt[kind])
             row = {"bytes": size, "kind": kind, "iters": iters, "rt_p50_s": p50,
                    "rt_p99_s": pct(rt[kind], 0.99), "rt_p999_s": pct(rt[kind], 0.999),
                    "get_p50_s": statistics.median(get[kind]),
+                   "put_cpu_s": statistics.mean(cpu_put[kind]),
+                   "get_cpu_s": statistics.mean(cpu_get[kind]),
                    "gbps": size / p50 / 1e9, "speedup_vs_vllm_omni": base / p50}
             rows.append(row)
             print(f"{fmt_size(size):>8} {kind:<17} {p50 * 1e3:>12.3f} ms "
                   f"{row['rt_p99_s'] * 1e3:>7.3f} ms {row['get_p50_s'] * 1e6:>7.1f} us "
+                  f"{row['put_cpu_s'] * 1e6:>6.1f} us {row['get_cpu_s'] * 1e6:>6.1f} us "
                   f"{row['gbps']:>7.2f} {row['speedup_vs_vllm_omni']:>12.1f}x")
     for kind in KINDS:
         pipes[kind].send(None)

@@ -5,6 +5,9 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <msgpack.hpp>
+
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <memory>
@@ -84,7 +87,7 @@ Result<DType> torch_dtype_of(const std::string& name) {  // str(tensor.dtype)
   return Status::InvalidArgument("torch dtype '" + name + "' has no payload dtype");
 }
 
-py::dtype numpy_dtype(DType d) {
+py::dtype make_numpy_dtype(DType d) {
   switch (d) {
     case DType::kF32:
       return py::dtype("float32");
@@ -108,6 +111,17 @@ py::dtype numpy_dtype(DType d) {
       return py::dtype("uint16");  // raw bits; numpy has no bfloat16
   }
   return py::dtype("uint8");
+}
+
+// The numpy dtype of `d`, made once per dtype (parsing a dtype name costs a microsecond).
+// Leaked on purpose: destroying Python objects after the interpreter's end is not allowed.
+const py::dtype& numpy_dtype(DType d) {
+  constexpr size_t kCount = static_cast<size_t>(DType::kBool) + 1;
+  static auto* cache = new std::array<std::optional<py::dtype>, kCount>();
+  const auto i = static_cast<size_t>(d);
+  if (i >= kCount) return numpy_dtype(DType::kU8);
+  if (!(*cache)[i]) (*cache)[i] = make_numpy_dtype(d);
+  return *(*cache)[i];
 }
 
 Value encode(const py::handle& obj, Encoded* out, int depth);
@@ -307,6 +321,112 @@ py::object decode(const Value& v, const DecodeCtx& ctx) {
   }
   return py::none();
 }
+
+// ---- msgpack -> Python objects in one pass -------------------------------------------------
+
+constexpr size_t kMaxDepth = 32;  // the payload format's nesting limit (docs/format.md)
+
+// Builds the Python objects of a fields block straight from its msgpack, with no Value tree in
+// between. Safe on any input: containers grow element by element (never by a declared count),
+// nesting is bounded, a map key must be a str seen once in its map, and ext types are refused,
+// as PayloadReader::fields() refuses them. A map that is a tensor marker becomes the array (or
+// torch tensor) it names.
+class PyDecoder : public msgpack::null_visitor {
+ public:
+  explicit PyDecoder(const DecodeCtx& ctx) : ctx_(ctx) {}
+
+  bool visit_nil() { return emit(py::none()); }
+  bool visit_boolean(bool v) { return emit(py::bool_(v)); }
+  bool visit_positive_integer(uint64_t v) { return emit(py::int_(v)); }
+  bool visit_negative_integer(int64_t v) { return emit(py::int_(v)); }
+  bool visit_float32(float v) { return emit(py::float_(v)); }
+  bool visit_float64(double v) { return emit(py::float_(v)); }
+  bool visit_str(const char* v, uint32_t n) { return emit(py::str(v, n)); }
+  bool visit_bin(const char* v, uint32_t n) { return emit(py::bytes(v, n)); }
+  bool visit_ext(const char*, uint32_t) { return fail("ext types are not supported"); }
+  bool start_array(uint32_t) { return enter(py::list(), false); }
+  bool end_array() { return leave(); }
+  bool start_map(uint32_t) { return enter(py::dict(), true); }
+  bool end_map() { return leave(); }
+  void parse_error(size_t, size_t at) { error_ = "malformed data at byte " + std::to_string(at); }
+  void insufficient_bytes(size_t, size_t at) {
+    error_ = "truncated data at byte " + std::to_string(at);
+  }
+
+  // The decoded object of `bytes`, or Corrupt naming what is wrong.
+  Result<py::object> run(std::span<const std::byte> bytes) {
+    size_t off = 0;
+    const auto* data = reinterpret_cast<const char*>(bytes.data());
+    if (!msgpack::parse(data, bytes.size(), off, *this)) {
+      return Status::Corrupt("msgpack: " + (error_.empty() ? "invalid data" : error_));
+    }
+    if (off != bytes.size()) {
+      return Status::Corrupt("msgpack: " + std::to_string(bytes.size() - off) +
+                             " trailing bytes after the value");
+    }
+    return root_;
+  }
+
+ private:
+  struct Frame {
+    py::object obj;
+    bool map;
+    bool want_key = true;
+    py::object key;
+  };
+
+  bool fail(std::string why) {
+    error_ = std::move(why);
+    return false;
+  }
+  bool enter(py::object obj, bool map) {
+    if (stack_.size() >= kMaxDepth) {
+      return fail("nesting deeper than " + std::to_string(kMaxDepth) + " levels");
+    }
+    stack_.push_back(Frame{std::move(obj), map, true, py::object()});
+    return true;
+  }
+  bool leave() {
+    Frame f = std::move(stack_.back());
+    stack_.pop_back();
+    return emit(f.map ? as_tensor(std::move(f.obj)) : std::move(f.obj));
+  }
+  bool emit(py::object obj) {
+    if (stack_.empty()) {
+      root_ = std::move(obj);
+      return true;
+    }
+    Frame& f = stack_.back();
+    if (!f.map) return PyList_Append(f.obj.ptr(), obj.ptr()) == 0 || fail("out of memory");
+    if (f.want_key) {
+      if (!PyUnicode_Check(obj.ptr())) return fail("map key of a type other than str");
+      f.key = std::move(obj);
+      f.want_key = false;
+      return true;
+    }
+    f.want_key = true;
+    if (PyDict_Contains(f.obj.ptr(), f.key.ptr()) == 1) {
+      return fail("duplicate map key '" + f.key.cast<std::string>() + "'");
+    }
+    return PyDict_SetItem(f.obj.ptr(), f.key.ptr(), obj.ptr()) == 0 || fail("out of memory");
+  }
+  // {"__omniconn_tensor__": i} or {"__omniconn_tensor__": i, "torch": true} -> the tensor.
+  py::object as_tensor(py::object dict) {
+    PyObject* index = PyDict_GetItemString(dict.ptr(), kTensorMarker);  // borrowed
+    if (index == nullptr || !PyLong_Check(index) || PyBool_Check(index)) return dict;
+    PyObject* torch = PyDict_GetItemString(dict.ptr(), kTorchMarker);
+    if (PyDict_Size(dict.ptr()) != 1 + (torch != nullptr)) return dict;
+    int overflow = 0;
+    const long long i = PyLong_AsLongLongAndOverflow(index, &overflow);
+    if (overflow != 0) return dict;
+    return decode_tensor(i, torch == Py_True, ctx_);
+  }
+
+  const DecodeCtx& ctx_;
+  std::vector<Frame> stack_;
+  py::object root_;
+  std::string error_;
+};
 
 Deadline deadline_from(const py::object& timeout, double fallback_s) {
   double s = timeout.is_none() ? fallback_s : timeout.cast<double>();
@@ -560,18 +680,32 @@ class PyConnector {
       last_error_ = view.status().ToString();
       return py::none();
     }
-    auto fields = view->reader().fields();
-    if (!fields.ok()) {
-      last_error_ = fields.status().ToString();
-      return py::none();
-    }
-    last_error_.clear();
-    size_t size = view->bytes().size();
+    const size_t size = view->bytes().size();
     auto holder = std::make_unique<ViewHolder>(ViewHolder{std::move(*view)});
     const PayloadReader& r = holder->view.reader();
     py::capsule owner(holder.release(), [](void* p) { delete static_cast<ViewHolder*>(p); });
-    const Value* obj = fields->find("obj");
-    return py::make_tuple(obj ? decode(*obj, DecodeCtx{r, owner, writable}) : py::none(), size);
+    Result<py::object> obj = decode_fields(DecodeCtx{r, owner, writable});
+    if (!obj.ok()) {
+      last_error_ = obj.status().ToString();
+      return py::none();
+    }
+    last_error_.clear();
+    return py::make_tuple(std::move(*obj), size);
+  }
+
+  // The fields block's "obj" (None when absent), decoded straight to Python objects.
+  static Result<py::object> decode_fields(const DecodeCtx& ctx) {
+    const auto bytes = ctx.reader.fields_msgpack();
+    if (bytes.empty()) return py::object(py::none());
+    PyDecoder decoder(ctx);
+    OMNICONN_ASSIGN_OR_RETURN(py::object fields, decoder.run(bytes));
+    if (!PyDict_Check(fields.ptr())) {
+      return Status::Corrupt("payload: fields block holds a " +
+                             std::string(py::str(fields.get_type().attr("__name__"))) +
+                             ", not a map");
+    }
+    PyObject* obj = PyDict_GetItemString(fields.ptr(), "obj");  // borrowed
+    return obj ? py::reinterpret_borrow<py::object>(obj) : py::object(py::none());
   }
 
   void cleanup(const std::string& request_id) { check(live()->cleanup(request_id)); }
