@@ -16,7 +16,10 @@ namespace {
 constexpr char kFileName[] = "keys-v1";
 constexpr uint64_t kMagic = 0x3176'7965'6b63'6f00;  // "\0ockeyv1"
 constexpr size_t kFileHeader = 4096;
-constexpr size_t kFileBytes = kFileHeader + KeyTable::kSlots * KeyTable::kSlotBytes;
+// [header][1024 slot heads of 64 bytes: a window's 16 are 1 KiB in one page][1024 bodies]
+constexpr size_t kHeadBytes = 64;
+constexpr size_t kBodies = kFileHeader + KeyTable::kSlots * kHeadBytes;
+constexpr size_t kFileBytes = kBodies + KeyTable::kSlots * KeyTable::kCapacity;
 
 constexpr uint64_t kEmpty = 0, kBusy = 1, kReady = 2;
 uint64_t phase(uint64_t state) {
@@ -38,15 +41,17 @@ uint64_t digest(std::string_view d) {
 
 }  // namespace
 
-// 64-byte header, then the descriptor (8-byte words, the last one zero-padded).
+// A slot: its head (what probing reads) and, apart, its body: the descriptor in 8-byte words,
+// the last one zero-padded.
 struct KeyTable::Slot {
   std::atomic<uint64_t> state;
   std::atomic<uint64_t> hash_hi, hash_lo, producer_id, desc_hash;
   std::atomic<int64_t> pid, published_ns;
   std::atomic<uint64_t> desc_len;
+};
+struct KeyTable::Body {
   std::atomic<uint64_t> words[kCapacity / 8];
 };
-static_assert(sizeof(std::atomic<uint64_t>) == 8 && std::atomic<uint64_t>::is_always_lock_free);
 
 Result<std::unique_ptr<KeyTable>> KeyTable::open(int dfd) {
   Fd fd(::openat(dfd, kFileName, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
@@ -73,8 +78,15 @@ Result<std::unique_ptr<KeyTable>> KeyTable::open(int dfd) {
 }
 
 KeyTable::Slot& KeyTable::slot(size_t i) const {
-  static_assert(offsetof(Slot, words) == kSlotHeader && sizeof(Slot) == kSlotBytes);
-  return *reinterpret_cast<Slot*>(map_.data() + kFileHeader + i * kSlotBytes);
+  static_assert(sizeof(Slot) == kHeadBytes && sizeof(Body) == kCapacity);
+  return *reinterpret_cast<Slot*>(map_.data() + kFileHeader + i * kHeadBytes);
+}
+
+KeyTable::Body& KeyTable::body(const Slot& s) const {
+  const size_t i =
+      static_cast<size_t>(reinterpret_cast<const std::byte*>(&s) - map_.data() - kFileHeader) /
+      kHeadBytes;
+  return *reinterpret_cast<Body*>(map_.data() + kBodies + i * kCapacity);
 }
 
 // fn(index, slot, state) for each slot of h's window until fn returns true.
@@ -95,6 +107,7 @@ bool KeyTable::matches(const Slot& s, uint64_t state, const KeyHash& h) const {
 
 void KeyTable::fill(Slot& s, const KeyHash& h, const IndexEntry& e) {
   const std::string& d = e.descriptor;
+  Body& b = body(s);
   s.hash_hi.store(h.hi, std::memory_order_relaxed);
   s.hash_lo.store(h.lo, std::memory_order_relaxed);
   s.producer_id.store(e.producer_id, std::memory_order_relaxed);
@@ -105,7 +118,7 @@ void KeyTable::fill(Slot& s, const KeyHash& h, const IndexEntry& e) {
   for (size_t off = 0; off < d.size(); off += 8) {
     uint64_t w = 0;
     std::memcpy(&w, d.data() + off, std::min<size_t>(8, d.size() - off));
-    s.words[off / 8].store(w, std::memory_order_relaxed);
+    b.words[off / 8].store(w, std::memory_order_relaxed);
   }
 }
 
@@ -147,10 +160,11 @@ std::optional<IndexEntry> KeyTable::claim(const KeyHash& h) {
     if (!matches(s, st, h)) return false;
     const uint64_t n = s.desc_len.load(std::memory_order_relaxed);
     if (n > kCapacity) return false;  // torn: the CAS below would fail anyway
+    const Body& b = body(s);
     IndexEntry e{s.producer_id.load(std::memory_order_relaxed),
                  s.pid.load(std::memory_order_relaxed), std::string(n, '\0')};
     for (size_t off = 0; off < n; off += 8) {
-      const uint64_t w = s.words[off / 8].load(std::memory_order_relaxed);
+      const uint64_t w = b.words[off / 8].load(std::memory_order_relaxed);
       std::memcpy(e.descriptor.data() + off, &w, std::min<size_t>(8, n - off));
     }
     if (!s.state.compare_exchange_strong(st, next(st, kEmpty), std::memory_order_acq_rel)) {

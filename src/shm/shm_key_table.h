@@ -1,9 +1,10 @@
 // KeyTable: the key index's fast path. One shared table per user,
-// /dev/shm/omniconn-<uid>/keys-v1 (1024 slots of 8 KiB, mapped by every connector of the user),
-// holds the entries whose descriptor fits a slot (inline payloads up to ~7.9 KiB, every
-// reference). Publishing, finding, claiming and removing an entry are atomic operations on its
-// slot's state word: no syscall, no lock. The key's 128-bit hash picks a window of 16 slots;
-// an entry that does not fit, or finds its window full, goes to the index's entry files.
+// /dev/shm/omniconn-<uid>/keys-v1 (1024 slots: a 64-byte head, apart from an 8 KiB body,
+// mapped by every connector of the user), holds the entries whose descriptor fits a slot
+// (inline payloads up to ~7.9 KiB, every reference). Publishing, finding, claiming and removing an
+// entry are atomic operations on its slot's state word: no syscall, no lock. The key's 128-bit hash
+// picks a window of 16 slots; an entry that does not fit, or finds its window full, goes to the
+// index's entry files.
 //
 // A slot's state is generation << 2 | phase (empty, busy, ready). Every change of a slot's
 // contents first moves its state away (a CAS), so a reader that copied a ready entry and then
@@ -39,10 +40,8 @@ struct KeyHash {
 class KeyTable {
  public:
   static constexpr size_t kSlots = 1024;
-  static constexpr size_t kSlotBytes = 8192;
   static constexpr size_t kWindow = 16;
-  static constexpr size_t kSlotHeader = 64;
-  static constexpr size_t kCapacity = kSlotBytes - kSlotHeader;  // descriptor bytes a slot holds
+  static constexpr size_t kCapacity = 8192;  // descriptor bytes a slot holds
 
   // A published entry, as its writer remembers it: gone once the slot's state moved on.
   struct Ticket {
@@ -75,8 +74,10 @@ class KeyTable {
 
  private:
   struct Slot;
+  struct Body;
   explicit KeyTable(Mapping m) : map_(std::move(m)) {}
   Slot& slot(size_t i) const;
+  Body& body(const Slot& s) const;
   template <typename Fn>
   bool each_in_window(const KeyHash& h, Fn&& fn) const;
   bool matches(const Slot& s, uint64_t state, const KeyHash& h) const;
