@@ -65,17 +65,18 @@ Status ShmAllocator::create_arena_locked() {
   arena_ = std::move(*seg);
   slots_.assign(options_.max_inflight, SlotInfo{});
   free_slots_.clear();
+  in_use_.clear();
   for (size_t i = options_.max_inflight; i-- > 0;) free_slots_.push_back(static_cast<uint32_t>(i));
   free_.reset(arena_->header->data_size);
   return Status::Ok();
 }
 
 template <typename Fn>
-void ShmAllocator::for_each_in_use_locked(Fn&& fn) {
-  if (arena_) {
-    for (uint32_t i = 0; i < slots_.size(); ++i) {
-      if (slots_[i].in_use) fn(arena_.get(), i, &slots_[i]);
-    }
+void ShmAllocator::for_each_in_use_locked(Fn&& fn, bool arena) {
+  // Backwards: freeing the slot at k moves the last one, already seen, into its place.
+  for (size_t k = arena && arena_ ? in_use_.size() : 0; k-- > 0;) {
+    const uint32_t i = in_use_[k];
+    fn(arena_.get(), i, &slots_[i]);
   }
   for (auto it = dedicated_.begin(); it != dedicated_.end();) {
     auto& d = (it++)->second;  // fn may free (erase) this entry
@@ -92,14 +93,15 @@ void ShmAllocator::reclaim_locked(bool force) {
     scan_arena = force || seq != last_release_seq_;
     last_release_seq_ = seq;
   }
-  for_each_in_use_locked([&](Segment* seg, uint32_t slot, SlotInfo* info) {
-    if (seg == arena_.get() && !scan_arena) return;
-    uint64_t ctl = seg->slots[slot].ctl.load(std::memory_order_acquire);
-    if (ctl_state(ctl) != kReleased) return;
-    if (seg->slots[slot].ctl.compare_exchange_strong(ctl, slot_ctl(ctl_gen(ctl), 0, kFree))) {
-      free_locked(seg, slot, info);
-    }
-  });
+  for_each_in_use_locked(
+      [&](Segment* seg, uint32_t slot, SlotInfo* info) {
+        uint64_t ctl = seg->slots[slot].ctl.load(std::memory_order_acquire);
+        if (ctl_state(ctl) != kReleased) return;
+        if (seg->slots[slot].ctl.compare_exchange_strong(ctl, slot_ctl(ctl_gen(ctl), 0, kFree))) {
+          free_locked(seg, slot, info);
+        }
+      },
+      scan_arena);
 }
 
 void ShmAllocator::reclaim() {
@@ -118,6 +120,9 @@ void ShmAllocator::free_locked(Segment* seg, uint32_t slot, SlotInfo* info) {
   }
   free_.free(info->offset, info->reserved);
   free_slots_.push_back(slot);
+  in_use_[info->pos] = in_use_.back();  // swap-remove
+  slots_[in_use_.back()].pos = info->pos;
+  in_use_.pop_back();
 }
 
 std::optional<Block> ShmAllocator::allocate_arena_locked(size_t nbytes) {
@@ -127,7 +132,9 @@ std::optional<Block> ShmAllocator::allocate_arena_locked(size_t nbytes) {
   uint32_t slot = free_slots_.back();
   free_slots_.pop_back();
   SlotInfo& info = slots_[slot];
-  info = SlotInfo{0, *off, nbytes, info.generation + 1, true, {}};
+  info = SlotInfo{0, *off, nbytes, info.generation + 1, true, static_cast<uint32_t>(in_use_.size()),
+                  {}};
+  in_use_.push_back(slot);
   if (info.generation == 0) info.generation = 1;
   arena_->slots[slot].ctl.store(slot_ctl(info.generation, 0, kWriting), std::memory_order_relaxed);
   in_use_bytes_ += nbytes;
@@ -140,7 +147,7 @@ Result<Block> ShmAllocator::allocate_dedicated_locked(size_t nbytes) {
   next_segment_id_ = next_segment_id_ == UINT32_MAX ? 1 : next_segment_id_ + 1;
   auto seg = create_segment(producer_id_, id, 1, nbytes);
   if (!seg.ok()) return seg.status();
-  Dedicated d{std::move(*seg), SlotInfo{id, 0, nbytes, 1, true, {}}};
+  Dedicated d{std::move(*seg), SlotInfo{id, 0, nbytes, 1, true, 0, {}}};
   d.seg->slots[0].ctl.store(slot_ctl(1, 0, kWriting), std::memory_order_relaxed);
   std::byte* data = d.seg->data;
   dedicated_.emplace(id, std::move(d));

@@ -81,6 +81,7 @@ class ShmAllocator {
     uint64_t reserved = 0;  // bytes taken from the arena (or the dedicated segment's size)
     uint32_t generation = 0;
     bool in_use = false;
+    uint32_t pos = 0;  // an arena slot's index in in_use_
     std::string request_id;
   };
   struct Dedicated {
@@ -89,9 +90,10 @@ class ShmAllocator {
   };
 
   Status create_arena_locked();
-  // Calls fn(segment, slot index, info) for every slot that holds a payload.
+  // Calls fn(segment, slot index, info) for every slot that holds a payload (of the arena
+  // only when `arena`); fn may free the slot it is given.
   template <typename Fn>
-  void for_each_in_use_locked(Fn&& fn);
+  void for_each_in_use_locked(Fn&& fn, bool arena = true);
   // nullopt: no space now (worth waiting for); a Status: failed for good.
   std::optional<Result<Block>> try_allocate_locked(size_t nbytes);
   std::optional<Block> allocate_arena_locked(size_t nbytes);
@@ -110,6 +112,7 @@ class ShmAllocator {
   RangeAllocator free_;          // the arena's free ranges
   std::vector<SlotInfo> slots_;  // arena slots
   std::vector<uint32_t> free_slots_;
+  std::vector<uint32_t> in_use_;  // the arena slots holding a payload: scans cost what is in flight
   uint32_t last_release_seq_ = 0;
   uint64_t in_use_bytes_ = 0;
   uint64_t in_flight_ = 0;
