@@ -65,7 +65,7 @@ def steps(args):
     # through gigabytes of fresh memory (memfd per payload, pickle) leave the kernel busy
     # reclaiming for a while, which slowed the programs run after them.
     return [
-        ("memcpy", "warm memcpy in one process (the limit)",
+        ("memcpy", "warm memcpy in one process",
          [base / "memcpy_baseline", f"--sizes={sizes}", f"--max-seconds={secs}"], {}, 120),
         ("limit", "the machine's handoff limit: shared mapping, spinning reader, sequence word",
          [base / "limit", f"--sizes={without(sizes, '256M')}", f"--max-seconds={secs}"], {}, 150),
