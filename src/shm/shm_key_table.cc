@@ -13,6 +13,8 @@ namespace omniconn::shm {
 
 namespace {
 
+// Every process of the user maps this file: any change of its layout must come with a new
+// name and magic (keys-v2, ...), or two versions would misread each other's slots.
 constexpr char kFileName[] = "keys-v1";
 constexpr uint64_t kMagic = 0x3176'7965'6b63'6f00;  // "\0ockeyv1"
 constexpr size_t kFileHeader = 4096;
