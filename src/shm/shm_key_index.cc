@@ -142,7 +142,6 @@ std::string KeyIndex::entry_name(const PayloadKey& key) const {
 }
 
 // Opened (and swept) on first use.
-// The table too, where it can be mapped (else entries go to files, as they did before it).
 Result<int> KeyIndex::dir() {
   if (dir_.valid()) return dir_.get();
   OMNICONN_ASSIGN_OR_RETURN(int dfd, open_dir());
@@ -168,6 +167,7 @@ Result<int> KeyIndex::open_dir() {
                                " belongs to another user or is open to others: refused");
   }
   dir_ = std::move(fd);
+  // The table too, where it can be mapped (else entries go to files, as before it existed).
   auto table = KeyTable::open(dir_.get());
   if (table.ok()) table_ = std::move(*table);
   return dir_.get();
@@ -204,9 +204,10 @@ Status KeyIndex::publish(const PayloadKey& key, uint64_t producer_id, std::strin
   if (std::chrono::steady_clock::now() - last_sweep_ >= policy_.interval) sweep_locked(dfd);
   Mine mine{"", std::nullopt, key.request_id, producer_id};
   const IndexEntry e{producer_id, ::getpid(), std::string(descriptor)};
-  if (table_) mine.ticket = table_->publish(hash(key), e);
+  const KeyHash h = hash(key);
+  if (table_) mine.ticket = table_->publish(h, e);
   if (!mine.ticket) {
-    if (table_) table_->remove_key(hash(key));  // the newest entry of a key is the one found
+    if (table_) table_->remove_key(h);  // the newest entry of a key is the one found
     mine.name = entry_name(key);
     OMNICONN_RETURN_IF_ERROR(
         write_entry(dfd, mine.name, producer_id, e.pid, descriptor, /*replace=*/true));
