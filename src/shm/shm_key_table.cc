@@ -63,10 +63,12 @@ Result<std::unique_ptr<KeyTable>> KeyTable::open(int dfd) {
       (st.st_mode & 077) != 0) {
     return Status::Unavailable("key table: not a private file of this user: refused");
   }
-  // Two first users both grow it to the same size: harmless.
-  if (static_cast<size_t>(st.st_size) < kFileBytes &&
-      ::ftruncate(fd.get(), static_cast<off_t>(kFileBytes)) != 0) {
-    return Status::ResourceExhausted("key table: " + errno_text(errno));
+  // Its pages are reserved, not only sized: a write to a page tmpfs cannot supply would be a
+  // SIGBUS, where a full /dev/shm (a container's 64 MiB) must only mean the entry files.
+  // Every opener reserves it (pages already there cost nothing): harmless when two do.
+  if (int rc = ::posix_fallocate(fd.get(), 0, static_cast<off_t>(kFileBytes)); rc != 0) {
+    return Status::ResourceExhausted("key table: reserving " + std::to_string(kFileBytes) +
+                                     " bytes in /dev/shm: " + errno_text(rc));
   }
   void* p = ::mmap(nullptr, kFileBytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
   if (p == MAP_FAILED) return Status::ResourceExhausted("key table: mmap: " + errno_text(errno));

@@ -4,11 +4,13 @@
 // connector, stale entries are swept, and a written view never reaches shared memory.
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <fstream>
 #include <optional>
 #include <set>
@@ -445,6 +447,30 @@ TEST_F(ShmKeyIndex, TableEntriesAreClaimedOnceUnderRaces) {
   for (auto& t : threads) t.join();
   EXPECT_EQ(bad.load(), 0);
   EXPECT_EQ(claimed.load(), kWriters * kPerWriter);
+}
+
+// A /dev/shm without room for the table (a container's small one): opening it is an error the
+// index turns into entry files, never a mapping whose first write is a SIGBUS.
+TEST_F(ShmKeyIndex, TableWithoutRoomIsRefusedAtOpen) {
+  char dir[] = "/tmp/omniconn-small-tmpfs-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir), nullptr);
+  if (::mount("omniconn-test", dir, "tmpfs", 0, "size=1m,mode=0700") != 0) {
+    const int err = errno;
+    ::rmdir(dir);
+    GTEST_SKIP() << "cannot mount a 1 MiB tmpfs here (" << std::strerror(err)
+                 << "): needs root and mount rights";
+  }
+  const int dfd = ::open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  auto table = shm::KeyTable::open(dfd);
+  EXPECT_FALSE(table.ok());
+  if (!table.ok()) {
+    EXPECT_EQ(table.status().code(), StatusCode::kResourceExhausted);
+    EXPECT_NE(table.status().message().find("reserving"), std::string::npos)
+        << table.status().ToString();
+  }
+  ::close(dfd);
+  ::umount2(dir, MNT_DETACH);
+  ::rmdir(dir);
 }
 
 // --- (d) a dead writer ---------------------------------------------------------------------
