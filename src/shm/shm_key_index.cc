@@ -6,11 +6,13 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#define XXH_STATIC_LINKING_ONLY  // XXH3_state_t on the stack
 #include <xxhash.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 namespace omniconn::shm {
@@ -126,13 +128,18 @@ std::string KeyIndex::directory() {
   return "/dev/shm/omniconn-" + std::to_string(::geteuid());
 }
 
+// xxh3-128 of "<len>:<part>" for namespace, from, to, request id, streamed: no string is built.
 KeyHash KeyIndex::hash(const PayloadKey& key) const {
-  std::string id;
+  XXH3_state_t state;
+  XXH3_128bits_reset(&state);
   for (std::string_view part : {std::string_view(name_space_), std::string_view(key.from_stage),
                                 std::string_view(key.to_stage), std::string_view(key.request_id)}) {
-    id += std::to_string(part.size()) + ":" + std::string(part);
+    char len[24];
+    const int n = std::snprintf(len, sizeof len, "%zu:", part.size());
+    XXH3_128bits_update(&state, len, static_cast<size_t>(n));
+    XXH3_128bits_update(&state, part.data(), part.size());
   }
-  XXH128_hash_t h = XXH3_128bits(id.data(), id.size());
+  const XXH128_hash_t h = XXH3_128bits_digest(&state);
   return KeyHash{h.high64, h.low64};
 }
 
