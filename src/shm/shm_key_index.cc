@@ -279,7 +279,7 @@ void KeyIndex::remove_if(const PayloadKey& key, std::string_view descriptor) {
     if (!d.ok()) return;
     dfd = *d;
   }
-  if (table_ && descriptor.size() <= KeyTable::kCapacity &&
+  if (table_ && descriptor.size() <= KeyTable::kLargeCapacity &&
       table_->remove_if(hash(key), descriptor)) {
     return;
   }

@@ -15,13 +15,16 @@ namespace {
 
 // Every process of the user maps this file: any change of its layout must come with a new
 // name and magic (keys-v2, ...), or two versions would misread each other's slots.
-constexpr char kFileName[] = "keys-v1";
-constexpr uint64_t kMagic = 0x3176'7965'6b63'6f00;  // "\0ockeyv1"
+constexpr char kFileName[] = "keys-v2";
+constexpr uint64_t kMagic = 0x3276'7965'6b63'6f00;  // "\0ockeyv2"
 constexpr size_t kFileHeader = 4096;
-// [header][1024 slot heads of 64 bytes: a window's 16 are 1 KiB in one page][1024 bodies]
+// [header][576 slot heads of 64 bytes: a window's 16 are 1 KiB in one page]
+// [512 small bodies of 8 KiB][64 large bodies of 72 KiB]
 constexpr size_t kHeadBytes = 64;
-constexpr size_t kBodies = kFileHeader + KeyTable::kSlots * kHeadBytes;
-constexpr size_t kFileBytes = kBodies + KeyTable::kSlots * KeyTable::kCapacity;
+constexpr size_t kAllSlots = KeyTable::kSlots + KeyTable::kLargeSlots;
+constexpr size_t kBodies = kFileHeader + kAllSlots * kHeadBytes;
+constexpr size_t kLargeBodies = kBodies + KeyTable::kSlots * KeyTable::kCapacity;
+constexpr size_t kFileBytes = kLargeBodies + KeyTable::kLargeSlots * KeyTable::kLargeCapacity;
 
 constexpr uint64_t kEmpty = 0, kBusy = 1, kReady = 2;
 uint64_t phase(uint64_t state) {
@@ -51,9 +54,6 @@ struct KeyTable::Slot {
   std::atomic<int64_t> pid, published_ns;
   std::atomic<uint64_t> desc_len;
 };
-struct KeyTable::Body {
-  std::atomic<uint64_t> words[kCapacity / 8];
-};
 
 Result<std::unique_ptr<KeyTable>> KeyTable::open(int dfd) {
   Fd fd(::openat(dfd, kFileName, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
@@ -82,26 +82,44 @@ Result<std::unique_ptr<KeyTable>> KeyTable::open(int dfd) {
 }
 
 KeyTable::Slot& KeyTable::slot(size_t i) const {
-  static_assert(sizeof(Slot) == kHeadBytes && sizeof(Body) == kCapacity);
+  static_assert(sizeof(Slot) == kHeadBytes);
   return *reinterpret_cast<Slot*>(map_.data() + kFileHeader + i * kHeadBytes);
 }
 
-KeyTable::Body& KeyTable::body(const Slot& s) const {
-  const size_t i =
-      static_cast<size_t>(reinterpret_cast<const std::byte*>(&s) - map_.data() - kFileHeader) /
-      kHeadBytes;
-  return *reinterpret_cast<Body*>(map_.data() + kBodies + i * kCapacity);
+size_t KeyTable::index_of(const Slot& s) const {
+  return static_cast<size_t>(reinterpret_cast<const std::byte*>(&s) - map_.data() - kFileHeader) /
+         kHeadBytes;
 }
 
-// fn(index, slot, state) for each slot of h's window until fn returns true.
+// The slot's descriptor words: a small body for the first kSlots slots, a large one after.
+std::atomic<uint64_t>* KeyTable::words(const Slot& s) const {
+  const size_t i = index_of(s);
+  std::byte* p = i < kSlots ? map_.data() + kBodies + i * kCapacity
+                            : map_.data() + kLargeBodies + (i - kSlots) * kLargeCapacity;
+  return reinterpret_cast<std::atomic<uint64_t>*>(p);
+}
+
+size_t KeyTable::capacity(const Slot& s) const {
+  return index_of(s) < kSlots ? kCapacity : kLargeCapacity;
+}
+
+// fn(index, slot, state) for each slot of h's window among the small (large == false) or the
+// large slots, until fn returns true.
 template <typename Fn>
-bool KeyTable::each_in_window(const KeyHash& h, Fn&& fn) const {
+bool KeyTable::each_in_window(const KeyHash& h, bool large, Fn&& fn) const {
+  const size_t base = large ? kSlots : 0, n = large ? kLargeSlots : kSlots;
   for (size_t k = 0; k < kWindow; ++k) {
-    const size_t i = (h.lo + k) % kSlots;
+    const size_t i = base + (h.lo + k) % n;
     Slot& s = slot(i);
     if (fn(i, s, s.state.load(std::memory_order_acquire))) return true;
   }
   return false;
+}
+
+// The same over both windows, small first.
+template <typename Fn>
+bool KeyTable::each_in_windows(const KeyHash& h, Fn&& fn) const {
+  return each_in_window(h, false, fn) || each_in_window(h, true, fn);
 }
 
 bool KeyTable::matches(const Slot& s, uint64_t state, const KeyHash& h) const {
@@ -111,7 +129,7 @@ bool KeyTable::matches(const Slot& s, uint64_t state, const KeyHash& h) const {
 
 void KeyTable::fill(Slot& s, const KeyHash& h, const IndexEntry& e) {
   const std::string& d = e.descriptor;
-  Body& b = body(s);
+  std::atomic<uint64_t>* w = words(s);
   s.hash_hi.store(h.hi, std::memory_order_relaxed);
   s.hash_lo.store(h.lo, std::memory_order_relaxed);
   s.producer_id.store(e.producer_id, std::memory_order_relaxed);
@@ -120,15 +138,15 @@ void KeyTable::fill(Slot& s, const KeyHash& h, const IndexEntry& e) {
   s.desc_hash.store(digest(d), std::memory_order_relaxed);
   s.desc_len.store(d.size(), std::memory_order_relaxed);
   for (size_t off = 0; off < d.size(); off += 8) {
-    uint64_t w = 0;
-    std::memcpy(&w, d.data() + off, std::min<size_t>(8, d.size() - off));
-    b.words[off / 8].store(w, std::memory_order_relaxed);
+    uint64_t v = 0;
+    std::memcpy(&v, d.data() + off, std::min<size_t>(8, d.size() - off));
+    w[off / 8].store(v, std::memory_order_relaxed);
   }
 }
 
-// A slot of h's window made busy for this writer: the key's own entry (replaced), else a
-// free one.
-std::optional<KeyTable::Ticket> KeyTable::take_slot(const KeyHash& h) {
+// A slot of h's window (of the class the descriptor needs) made busy for this writer: the
+// key's own entry (replaced), else a free one.
+std::optional<KeyTable::Ticket> KeyTable::take_slot(const KeyHash& h, bool large) {
   std::optional<Ticket> got;
   auto take = [&](size_t i, Slot& s, uint64_t st) {
     const uint64_t busy = next(st, kBusy);
@@ -136,17 +154,22 @@ std::optional<KeyTable::Ticket> KeyTable::take_slot(const KeyHash& h) {
     got = Ticket{static_cast<uint32_t>(i), busy};
     return true;
   };
-  each_in_window(
-      h, [&](size_t i, Slot& s, uint64_t st) { return matches(s, st, h) && take(i, s, st); });
-  if (!got)
-    each_in_window(
-        h, [&](size_t i, Slot& s, uint64_t st) { return phase(st) == kEmpty && take(i, s, st); });
+  each_in_window(h, large, [&](size_t i, Slot& s, uint64_t st) {
+    return matches(s, st, h) && take(i, s, st);
+  });
+  if (!got) {
+    each_in_window(h, large, [&](size_t i, Slot& s, uint64_t st) {
+      return phase(st) == kEmpty && take(i, s, st);
+    });
+  }
   return got;
 }
 
 std::optional<KeyTable::Ticket> KeyTable::publish(const KeyHash& h, const IndexEntry& e) {
-  if (e.descriptor.size() > kCapacity) return std::nullopt;
-  std::optional<Ticket> t = take_slot(h);
+  if (e.descriptor.size() > kLargeCapacity) return std::nullopt;
+  const bool large = e.descriptor.size() > kCapacity;
+  remove_key_in(h, !large);  // an entry of the key in the other class: this one replaces it
+  std::optional<Ticket> t = take_slot(h, large);
   if (!t) return std::nullopt;
   Slot& s = slot(t->slot);
   fill(s, h, e);
@@ -160,16 +183,16 @@ std::optional<KeyTable::Ticket> KeyTable::publish(const KeyHash& h, const IndexE
 
 std::optional<IndexEntry> KeyTable::claim(const KeyHash& h) {
   std::optional<IndexEntry> out;
-  each_in_window(h, [&](size_t, Slot& s, uint64_t st) {
+  each_in_windows(h, [&](size_t, Slot& s, uint64_t st) {
     if (!matches(s, st, h)) return false;
     const uint64_t n = s.desc_len.load(std::memory_order_relaxed);
-    if (n > kCapacity) return false;  // torn: the CAS below would fail anyway
-    const Body& b = body(s);
+    if (n > capacity(s)) return false;  // torn: the CAS below would fail anyway
+    const std::atomic<uint64_t>* w = words(s);
     IndexEntry e{s.producer_id.load(std::memory_order_relaxed),
                  s.pid.load(std::memory_order_relaxed), std::string(n, '\0')};
     for (size_t off = 0; off < n; off += 8) {
-      const uint64_t w = b.words[off / 8].load(std::memory_order_relaxed);
-      std::memcpy(e.descriptor.data() + off, &w, std::min<size_t>(8, n - off));
+      const uint64_t v = w[off / 8].load(std::memory_order_relaxed);
+      std::memcpy(e.descriptor.data() + off, &v, std::min<size_t>(8, n - off));
     }
     if (!s.state.compare_exchange_strong(st, next(st, kEmpty), std::memory_order_acq_rel)) {
       return false;  // changed while copied: look on
@@ -181,12 +204,13 @@ std::optional<IndexEntry> KeyTable::claim(const KeyHash& h) {
 }
 
 bool KeyTable::holds(const KeyHash& h) const {
-  return each_in_window(h, [&](size_t, Slot& s, uint64_t st) { return matches(s, st, h); });
+  return each_in_windows(h, [&](size_t, Slot& s, uint64_t st) { return matches(s, st, h); });
 }
 
 bool KeyTable::remove_if(const KeyHash& h, std::string_view descriptor) {
+  if (descriptor.size() > kLargeCapacity) return false;
   const uint64_t want = digest(descriptor);
-  return each_in_window(h, [&](size_t, Slot& s, uint64_t st) {
+  return each_in_window(h, descriptor.size() > kCapacity, [&](size_t, Slot& s, uint64_t st) {
     return matches(s, st, h) && s.desc_hash.load(std::memory_order_relaxed) == want &&
            s.desc_len.load(std::memory_order_relaxed) == descriptor.size() &&
            s.state.compare_exchange_strong(st, next(st, kEmpty), std::memory_order_acq_rel);
@@ -194,7 +218,12 @@ bool KeyTable::remove_if(const KeyHash& h, std::string_view descriptor) {
 }
 
 void KeyTable::remove_key(const KeyHash& h) {
-  each_in_window(h, [&](size_t, Slot& s, uint64_t st) {
+  remove_key_in(h, false);
+  remove_key_in(h, true);
+}
+
+void KeyTable::remove_key_in(const KeyHash& h, bool large) {
+  each_in_window(h, large, [&](size_t, Slot& s, uint64_t st) {
     if (matches(s, st, h)) s.state.compare_exchange_strong(st, next(st, kEmpty));
     return false;
   });
@@ -213,7 +242,7 @@ size_t KeyTable::sweep(std::chrono::milliseconds min_age,
                        const std::function<bool(uint64_t, int64_t)>& gone) {
   size_t removed = 0;
   const int64_t now = now_ns(), old = now - std::chrono::nanoseconds(min_age).count();
-  for (uint32_t i = 0; i < kSlots; ++i) {
+  for (uint32_t i = 0; i < kAllSlots; ++i) {
     Slot& s = slot(i);
     uint64_t st = s.state.load(std::memory_order_acquire);
     if (phase(st) == kBusy) {

@@ -1,10 +1,11 @@
 // KeyTable: the key index's fast path. One shared table per user,
-// /dev/shm/omniconn-<uid>/keys-v1 (1024 slots: a 64-byte head, apart from an 8 KiB body,
-// mapped by every connector of the user), holds the entries whose descriptor fits a slot
-// (inline payloads up to ~7.9 KiB, every reference). Publishing, finding, claiming and removing an
-// entry are atomic operations on its slot's state word: no syscall, no lock. The key's 128-bit hash
-// picks a window of 16 slots; an entry that does not fit, or finds its window full, goes to the
-// index's entry files.
+// /dev/shm/omniconn-<uid>/keys-v2, mapped by every connector of the user: 512 small slots
+// (descriptors up to 8 KiB: every reference, inline payloads up to ~7.9 KiB) and 64 large ones
+// (up to 72 KiB: inline payloads up to the default 64 KiB threshold), each a 64-byte head
+// apart from its body. Publishing, finding, claiming and removing an entry are atomic
+// operations on its slot's state word: no syscall, no lock. The key's 128-bit hash picks a
+// window of 16 slots in each class; an entry that does not fit, or finds its window full, goes
+// to the index's entry files.
 //
 // A slot's state is generation << 2 | phase (empty, busy, ready). Every change of a slot's
 // contents first moves its state away (a CAS), so a reader that copied a ready entry and then
@@ -39,9 +40,11 @@ struct KeyHash {
 
 class KeyTable {
  public:
-  static constexpr size_t kSlots = 1024;
+  static constexpr size_t kSlots = 512;  // small ones; the large ones follow
+  static constexpr size_t kLargeSlots = 64;
   static constexpr size_t kWindow = 16;
-  static constexpr size_t kCapacity = 8192;  // descriptor bytes a slot holds
+  static constexpr size_t kCapacity = 8192;            // descriptor bytes of a small slot
+  static constexpr size_t kLargeCapacity = 72 * 1024;  // of a large one: the most an entry holds
 
   // A published entry, as its writer remembers it: gone once the slot's state moved on.
   struct Ticket {
@@ -74,14 +77,18 @@ class KeyTable {
 
  private:
   struct Slot;
-  struct Body;
   explicit KeyTable(Mapping m) : map_(std::move(m)) {}
   Slot& slot(size_t i) const;
-  Body& body(const Slot& s) const;
+  size_t index_of(const Slot& s) const;
+  std::atomic<uint64_t>* words(const Slot& s) const;
+  size_t capacity(const Slot& s) const;
   template <typename Fn>
-  bool each_in_window(const KeyHash& h, Fn&& fn) const;
+  bool each_in_window(const KeyHash& h, bool large, Fn&& fn) const;
+  template <typename Fn>
+  bool each_in_windows(const KeyHash& h, Fn&& fn) const;
   bool matches(const Slot& s, uint64_t state, const KeyHash& h) const;
-  std::optional<Ticket> take_slot(const KeyHash& h);
+  std::optional<Ticket> take_slot(const KeyHash& h, bool large);
+  void remove_key_in(const KeyHash& h, bool large);
   void fill(Slot& s, const KeyHash& h, const IndexEntry& e);
 
   struct Busy {

@@ -93,9 +93,9 @@ def test_any_key_is_safe_and_no_file_lands_outside_the_index():
     assert set(os.listdir("/dev/shm")) - before <= {os.path.basename(INDEX)}
     st = os.stat(INDEX)
     assert st.st_uid == os.geteuid() and st.st_mode & 0o077 == 0
-    assert all(re.fullmatch(r"k[0-9a-f]{32}|\.[tc][0-9a-f]{48}|keys-v1", n)
+    assert all(re.fullmatch(r"k[0-9a-f]{32}|\.[tc][0-9a-f]{48}|keys-v2", n)
                for n in os.listdir(INDEX))
-    table = os.stat(os.path.join(INDEX, "keys-v1"))  # the shared table: this user's only
+    table = os.stat(os.path.join(INDEX, "keys-v2"))  # the shared table: this user's only
     assert table.st_uid == os.geteuid() and table.st_mode & 0o077 == 0
 
 

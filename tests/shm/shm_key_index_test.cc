@@ -31,10 +31,10 @@ using namespace std::chrono_literals;
 
 constexpr size_t kKiB = 1024;
 constexpr size_t kMiB = size_t{1} << 20;
-constexpr size_t kInlineBytes = 100;      // travels in the descriptor (and the entry)
-constexpr size_t kRefBytes = 128 * kKiB;  // above the 64 KiB threshold: in the arena
-constexpr size_t kFileBytes = 32 * kKiB;  // inline, its descriptor too large for a table slot
-constexpr size_t kBigBytes = 2 * kMiB;    // above a 1 MiB arena: a dedicated segment
+constexpr size_t kInlineBytes = 100;             // travels in the descriptor (and the entry)
+constexpr size_t kRefBytes = 128 * kKiB;         // above the 64 KiB threshold: in the arena
+constexpr size_t kLargeInlineBytes = 32 * kKiB;  // inline, in a large slot of the table
+constexpr size_t kBigBytes = 2 * kMiB;           // above a 1 MiB arena: a dedicated segment
 
 #ifdef OMNICONN_SANITIZED
 constexpr auto kSlack = 1500ms;  // how late a deadline may be noticed
@@ -353,14 +353,13 @@ TEST_F(ShmKeyIndex, PayloadTakenByDescriptorIsGoneByKey) {
   auto w = make_shm(ns_);
   auto r = make_shm(ns_);
   ASSERT_TRUE(w && r);
-  for (size_t n : {kInlineBytes, kRefBytes, kFileBytes}) {
+  for (size_t n : {kInlineBytes, kRefBytes, kLargeInlineBytes}) {
     const PayloadKey k{"req-" + std::to_string(n), "0", "1"};
     TestPayload p(n, n);
     auto d = w->put(k, p.builder, deadline_in(2s));
     ASSERT_TRUE(d.ok()) << d.status().ToString();
     ASSERT_TRUE(in_index(ns_, k));
-    // Only an entry too large for the table is a file.
-    EXPECT_EQ(exists(entry_file(ns_, k)), n == kFileBytes);
+    EXPECT_FALSE(exists(entry_file(ns_, k)));  // in the table: small and large slots
     auto v = r->get(*d, deadline_in(2s));
     ASSERT_TRUE(v.ok()) << v.status().ToString();
     EXPECT_FALSE(in_index(ns_, k));
@@ -368,12 +367,14 @@ TEST_F(ShmKeyIndex, PayloadTakenByDescriptorIsGoneByKey) {
   }
 }
 
-// Keys whose table windows start at the same slot (the entry name carries the key's hash).
-std::vector<PayloadKey> colliding_keys(const std::string& ns, size_t n) {
+// Keys whose table windows start at the same slot, small and large (the entry name carries
+// the key's hash; the large slots' count divides the small ones').
+std::vector<PayloadKey> colliding_keys(const std::string& ns, size_t n,
+                                       const std::string& prefix = "c-") {
   std::vector<PayloadKey> out;
   std::optional<uint64_t> start;
   for (int i = 0; out.size() < n && i < 10'000'000; ++i) {
-    PayloadKey k{"c-" + std::to_string(i), "0", "1"};
+    PayloadKey k{prefix + std::to_string(i), "0", "1"};
     const uint64_t lo = std::stoull(shm::KeyIndex(ns).entry_name(k).substr(17), nullptr, 16);
     if (!start) start = lo % shm::KeyTable::kSlots;
     if (lo % shm::KeyTable::kSlots == *start) out.push_back(k);
@@ -381,29 +382,50 @@ std::vector<PayloadKey> colliding_keys(const std::string& ns, size_t n) {
   return out;
 }
 
-// More keys than a window holds: the rest go to files, and every one is found once, by key.
+// More keys than a window holds, for a small and for a large slot: the rest go to files, and
+// every one is found once, by key.
 TEST_F(ShmKeyIndex, FullWindowSpillsToFiles) {
   const size_t n = shm::KeyTable::kWindow + 4;
-  const std::vector<PayloadKey> keys = colliding_keys(ns_, n);
-  ASSERT_EQ(keys.size(), n);
   auto w = make_shm(ns_);
   auto r = make_shm(ns_);
   ASSERT_TRUE(w && r);
-  size_t files = 0;
-  for (size_t i = 0; i < n; ++i) {
-    TestPayload p(kInlineBytes, i);
-    ASSERT_TRUE(w->put(keys[i], p.builder, deadline_in(2s)).ok());
-    files += exists(entry_file(ns_, keys[i]));
+  for (size_t bytes : {kInlineBytes, kLargeInlineBytes}) {
+    SCOPED_TRACE(bytes);
+    const std::vector<PayloadKey> keys = colliding_keys(ns_, n, "c" + std::to_string(bytes) + "-");
+    ASSERT_EQ(keys.size(), n);
+    size_t files = 0;
+    for (size_t i = 0; i < n; ++i) {
+      TestPayload p(bytes, i);
+      ASSERT_TRUE(w->put(keys[i], p.builder, deadline_in(2s)).ok());
+      files += exists(entry_file(ns_, keys[i]));
+    }
+    // Other tests' leftovers in the window only push more of them to files.
+    EXPECT_GE(files, n - shm::KeyTable::kWindow);
+    for (size_t i = 0; i < n; ++i) {
+      auto v = get_by_key(*r, keys[i], deadline_in(2s));
+      ASSERT_TRUE(v.ok()) << keys[i].str() << ": " << v.status().ToString();
+      EXPECT_EQ(verify_payload(*v, bytes, i), "");
+      EXPECT_FALSE(in_index(ns_, keys[i]));
+    }
+    EXPECT_EQ(present(ns_, keys), std::vector<std::string>{});
   }
-  // Other tests' leftovers in the window only push more of them to files.
-  EXPECT_GE(files, n - shm::KeyTable::kWindow);
-  for (size_t i = 0; i < n; ++i) {
-    auto v = get_by_key(*r, keys[i], deadline_in(2s));
-    ASSERT_TRUE(v.ok()) << keys[i].str() << ": " << v.status().ToString();
-    EXPECT_EQ(verify_payload(*v, kInlineBytes, i), "");
-    EXPECT_FALSE(in_index(ns_, keys[i]));
+}
+
+// A key put small, then large, then small again: the newest is the one found, once.
+TEST_F(ShmKeyIndex, ANewerPutReplacesTheKeysEntryAcrossSlotSizes) {
+  auto w = make_shm(ns_);
+  auto r = make_shm(ns_);
+  ASSERT_TRUE(w && r);
+  const PayloadKey k{"resized", "0", "1"};
+  const size_t sizes[] = {kInlineBytes, kLargeInlineBytes, kInlineBytes + 8};
+  for (size_t i = 0; i < 3; ++i) {
+    TestPayload p(sizes[i], i);
+    ASSERT_TRUE(w->put(k, p.builder, deadline_in(2s)).ok());
   }
-  EXPECT_EQ(present(ns_, keys), std::vector<std::string>{});
+  auto v = get_by_key(*r, k, deadline_in(2s));
+  ASSERT_TRUE(v.ok()) << v.status().ToString();
+  EXPECT_EQ(verify_payload(*v, sizes[2], 2), "");
+  EXPECT_EQ(get_by_key(*r, k, deadline_in(50ms)).status().code(), StatusCode::kTimeout);
 }
 
 // Writers and claimers racing on one window: every entry is claimed exactly once, intact.
