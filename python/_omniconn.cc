@@ -231,8 +231,6 @@ struct DecodeCtx {
   bool writable;
 };
 
-py::object decode(const Value& v, const DecodeCtx& ctx);
-
 void set_writeable(py::array& a, bool on) {
   auto& flags = py::detail::array_proxy(a.ptr())->flags;
   flags = on ? (flags | py::detail::npy_api::NPY_ARRAY_WRITEABLE_)
@@ -274,52 +272,6 @@ py::object decode_tensor(int64_t index, bool as_torch, const DecodeCtx& ctx) {
   set_writeable(a, ctx.writable);
   if (as_torch && torch_importable()) return torch_view(std::move(a), t.dtype);
   return a;
-}
-
-// {"__omniconn_tensor__": i} or {"__omniconn_tensor__": i, "torch": true}, else nullptr.
-const Value* tensor_marker(const Value::Map& m, bool* as_torch) {
-  auto it = m.find(kTensorMarker);
-  if (it == m.end() || !it->second.as_int()) return nullptr;
-  auto t = m.find(kTorchMarker);
-  *as_torch = t != m.end() && t->second.as_bool() && *t->second.as_bool();
-  return m.size() == 1u + (t != m.end()) ? &it->second : nullptr;
-}
-
-py::object decode(const Value& v, const DecodeCtx& ctx) {
-  switch (v.kind()) {
-    case Value::Kind::kNil:
-      return py::none();
-    case Value::Kind::kBool:
-      return py::bool_(*v.as_bool());
-    case Value::Kind::kInt:
-      return py::int_(*v.as_int());
-    case Value::Kind::kUInt:
-      return py::int_(*v.as_uint());
-    case Value::Kind::kFloat:
-      return py::float_(*v.as_float());
-    case Value::Kind::kString:
-      return py::str(*v.as_string());
-    case Value::Kind::kBytes: {
-      const auto& d = v.as_bytes()->data;
-      return py::bytes(reinterpret_cast<const char*>(d.data()), d.size());
-    }
-    case Value::Kind::kList: {
-      py::list l;
-      for (const Value& x : *v.as_list()) l.append(decode(x, ctx));
-      return l;
-    }
-    case Value::Kind::kMap: {
-      const Value::Map& m = *v.as_map();
-      bool as_torch = false;
-      if (const Value* index = tensor_marker(m, &as_torch)) {
-        return decode_tensor(*index->as_int(), as_torch, ctx);
-      }
-      py::dict d;
-      for (const auto& [k, x] : m) d[py::str(k)] = decode(x, ctx);
-      return d;
-    }
-  }
-  return py::none();
 }
 
 // ---- msgpack -> Python objects in one pass -------------------------------------------------
@@ -448,11 +400,17 @@ Value to_value(const py::handle& obj) {
   return e.tree;
 }
 
+// A Value (connector metrics) as Python objects, through the same decoder as payload fields.
 py::object value_to_py(const Value& v) {
   PayloadBuilder empty;
   auto bytes = empty.encode();
   auto r = PayloadReader::open(*bytes);
-  return decode(v, DecodeCtx{*r, py::none(), false});
+  const std::vector<uint8_t> packed = encode_msgpack(v);
+  const DecodeCtx ctx{*r, py::none(), false};  // the decoder keeps a reference to it
+  PyDecoder decoder(ctx);
+  auto obj = decoder.run(std::as_bytes(std::span(packed)));
+  check(obj.status());
+  return std::move(*obj);
 }
 
 py::tuple put_failed(const Status& st) {
