@@ -212,6 +212,12 @@ def limit_rows(runs, mode):
     return baseline_rows(runs, "limit", mode)
 
 
+def loan_peer(idle, filled, size):
+    """The limit row a loan of `size` compares with: it writes all N bytes before its stamp, so
+    the limit after an N-byte fill (idle at 64 B, where the two are the same handoff)."""
+    return idle[size] if size <= 64 else filled[size]
+
+
 def limit_targets(runs):
     """Issue 16's: omniconn's handoff and copy as ratios to the limit program of the same run."""
     shm, idle, filled, copy = (shm_sizes(runs), limit_rows(runs, "idle"),
@@ -221,8 +227,7 @@ def limit_targets(runs):
         return [target("SHM handoff and copy as ratios to the limit program", "not measured",
                        None, note=why)]
     out = []
-    # The loan writes all N bytes before its stamp: its peer is the limit after an N-byte fill.
-    loans = [(r["loan_latency"]["p50_us"] / (filled[s] if s > 64 else idle[s])["p50_us"], s)
+    loans = [(r["loan_latency"]["p50_us"] / loan_peer(idle, filled, s)["p50_us"], s)
              for s, r in shm.items() if s <= 64 * MiB and s in idle and s in filled]
     if loans:
         worst, at = max(loans)
@@ -478,7 +483,7 @@ def limit_table(runs):
         o = shm.get(s, {})
         loan = o.get("loan_latency", {}).get("p50_us")
         put = o.get("copy_latency", {}).get("p50_us")
-        peer = (idle if s <= 64 else filled).get(s, {}).get("p50_us")
+        peer = loan_peer(idle, filled, s)["p50_us"] if s in filled else None
         cp = copy.get(s, {}).get("gbps")
         rows.append([fmt_size(s), f(idle[s]["p50_us"], ".3f"), f(filled.get(s, {}).get("p50_us"),
                      ".3f"), f(loan), ratio(loan, peer), f(put) if s <= 64 else "–",

@@ -279,10 +279,7 @@ void KeyIndex::remove_if(const PayloadKey& key, std::string_view descriptor) {
     if (!d.ok()) return;
     dfd = *d;
   }
-  if (table_ && descriptor.size() <= KeyTable::kLargeCapacity &&
-      table_->remove_if(hash(key), descriptor)) {
-    return;
-  }
+  if (table_ && table_->remove_if(hash(key), descriptor)) return;
   remove_entry_if(dfd, entry_name(key),
                   [&](const IndexEntry& e) { return e.descriptor == descriptor; });
 }
