@@ -210,7 +210,7 @@ Status KeyIndex::publish(const PayloadKey& key, uint64_t producer_id, std::strin
   OMNICONN_ASSIGN_OR_RETURN(int dfd, dir());
   if (std::chrono::steady_clock::now() - last_sweep_ >= policy_.interval) sweep_locked(dfd);
   Mine mine{"", std::nullopt, key.request_id, producer_id};
-  const IndexEntry e{producer_id, ::getpid(), std::string(descriptor)};
+  const EntryRef e{producer_id, ::getpid(), descriptor};
   const KeyHash h = hash(key);
   if (table_) mine.ticket = table_->publish(h, e);
   if (!mine.ticket) {
@@ -267,7 +267,9 @@ void KeyIndex::restore(const PayloadKey& key, const IndexEntry& entry) {
   if (!dfd.ok()) return;
   const KeyHash h = hash(key);
   if (table_ && table_->holds(h)) return;  // a newer entry took its place
-  if (table_ && table_->publish(h, entry)) return;
+  if (table_ && table_->publish(h, EntryRef{entry.producer_id, entry.pid, entry.descriptor})) {
+    return;
+  }
   (void)write_entry(*dfd, entry_name(key), entry.producer_id, entry.pid, entry.descriptor, false);
 }
 

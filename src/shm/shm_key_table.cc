@@ -127,8 +127,8 @@ bool KeyTable::matches(const Slot& s, uint64_t state, const KeyHash& h) const {
          s.hash_hi.load(std::memory_order_relaxed) == h.hi;
 }
 
-void KeyTable::fill(Slot& s, const KeyHash& h, const IndexEntry& e) {
-  const std::string& d = e.descriptor;
+void KeyTable::fill(Slot& s, const KeyHash& h, const EntryRef& e) {
+  const std::string_view d = e.descriptor;
   std::atomic<uint64_t>* w = words(s);
   s.hash_hi.store(h.hi, std::memory_order_relaxed);
   s.hash_lo.store(h.lo, std::memory_order_relaxed);
@@ -165,7 +165,7 @@ std::optional<KeyTable::Ticket> KeyTable::take_slot(const KeyHash& h, bool large
   return got;
 }
 
-std::optional<KeyTable::Ticket> KeyTable::publish(const KeyHash& h, const IndexEntry& e) {
+std::optional<KeyTable::Ticket> KeyTable::publish(const KeyHash& h, const EntryRef& e) {
   if (e.descriptor.size() > kLargeCapacity) return std::nullopt;
   const bool large = e.descriptor.size() > kCapacity;
   remove_key_in(h, !large);  // an entry of the key in the other class: this one replaces it

@@ -33,6 +33,13 @@ struct IndexEntry {
   std::string descriptor;
 };
 
+// An entry to publish, borrowed from the caller.
+struct EntryRef {
+  uint64_t producer_id = 0;
+  int64_t pid = 0;
+  std::string_view descriptor;
+};
+
 struct KeyHash {
   uint64_t hi = 0;
   uint64_t lo = 0;
@@ -57,7 +64,7 @@ class KeyTable {
 
   // Publishes the entry of `h`, replacing one of the same key; nullopt when the descriptor is
   // larger than a slot or the key's window has no free slot.
-  std::optional<Ticket> publish(const KeyHash& h, const IndexEntry& e);
+  std::optional<Ticket> publish(const KeyHash& h, const EntryRef& e);
   // Copies out an entry of `h` and frees its slot (nobody else gets it); nullopt when none.
   std::optional<IndexEntry> claim(const KeyHash& h);
   // True when an entry of `h` is here.
@@ -89,7 +96,7 @@ class KeyTable {
   bool matches(const Slot& s, uint64_t state, const KeyHash& h) const;
   std::optional<Ticket> take_slot(const KeyHash& h, bool large);
   void remove_key_in(const KeyHash& h, bool large);
-  void fill(Slot& s, const KeyHash& h, const IndexEntry& e);
+  void fill(Slot& s, const KeyHash& h, const EntryRef& e);
 
   struct Busy {
     uint64_t state;
