@@ -24,3 +24,7 @@ endif()
 # ZeroMQ (libzmq3-dev; cppzmq-dev: the header-only C++ binding): the control channel between
 # the orchestrator and the stage workers of other hosts.
 pkg_check_modules(ZMQ REQUIRED IMPORTED_TARGET libzmq)
+
+# cpp-httplib (libcpp-httplib-dev): serves /metrics (omniconn run --metrics, MetricsServer) and
+# scrapes it (omniconn stats).
+pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib)

@@ -4,8 +4,8 @@ set(OMNICONN_VERSION 0.1.0)
 # The source files of each library, relative to src/. One list per folder; the fuzz project
 # compiles the same lists with its own instrumentation.
 set(OMNICONN_CORE_SOURCES
-  core/connector.cc core/connector_base.cc core/extra.cc core/payload.cc core/registry.cc
-  core/status.cc core/value.cc)
+  core/connector.cc core/connector_base.cc core/extra.cc core/payload.cc core/prometheus.cc
+  core/registry.cc core/status.cc core/value.cc)
 set(OMNICONN_SHM_SOURCES
   shm/shm_allocator.cc shm/shm_connector.cc shm/shm_descriptor.cc shm/shm_key_index.cc shm/shm_key_table.cc
   shm/shm_options.cc
@@ -15,6 +15,7 @@ set(OMNICONN_MOONCAKE_SOURCES
   mooncake/mooncake_descriptor.cc mooncake/mooncake_options.cc mooncake/mooncake_store.cc)
 set(OMNICONN_CONFIG_SOURCES config/config.cc config/config_json.cc config/document.cc
                             config/yaml_reader.cc)
+set(OMNICONN_METRICS_SOURCES metrics/metrics_server.cc)
 set(OMNICONN_RUNTIME_SOURCES runtime/control.cc runtime/orchestrator.cc runtime/plan.cc
     runtime/report.cc runtime/stage.cc runtime/worker.cc)
 

@@ -5,12 +5,12 @@ set -euo pipefail
 
 # What each is for: the compilers and libFuzzer/sanitizer runtimes (clang, libclang-rt-14-dev),
 # the libraries CMake finds (cmake/omniconn_deps.cmake, tools/, tests/; ZeroMQ: the
-# control channel of multi-host runs), the Python module and
+# control channel of multi-host runs; cpp-httplib: /metrics), the Python module and
 # its tests (pybind11-dev, python3-*), and the iceoryx baseline of the benchmarks.
 packages=(
   build-essential cmake pkg-config g++ clang libclang-rt-14-dev
   libxxhash-dev libmsgpack-cxx-dev libyaml-cpp-dev libcli11-dev
-  nlohmann-json3-dev libgtest-dev clang-format libzmq3-dev cppzmq-dev
+  nlohmann-json3-dev libgtest-dev clang-format libzmq3-dev cppzmq-dev libcpp-httplib-dev
   python3-dev pybind11-dev python3-numpy python3-torch python3-pytest python3-xxhash python3-msgpack
   python3-matplotlib iceoryx libiceoryx-posh-dev
 )

@@ -10,6 +10,7 @@
 // Connectors are made by type name through the registry (registry.h).
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -18,6 +19,7 @@
 #include <string_view>
 
 #include "omniconn/deadline.h"
+#include "omniconn/histogram.h"
 #include "omniconn/loan.h"
 #include "omniconn/payload.h"
 #include "omniconn/status.h"
@@ -85,7 +87,14 @@ struct Metrics {
   uint64_t capacity_bytes = 0;  // transport memory this process holds for writing
   uint64_t in_use_bytes = 0;
   uint64_t in_flight = 0;  // payloads written and not yet released by their reader
+  // Failed calls by StatusCode (index); [kTimeout] == timeouts, the others sum to errors.
+  std::array<uint64_t, kStatusCodeCount> errors_by_code{};
+  // Successful calls. put: put, commit, send, send_loan (waiting for space included);
+  // get: get, and recv from the moment a payload was there (waiting for one excluded).
+  LatencyHistogram put_latency, get_latency;
 
+  // Counters, gauges, errors_by_code as a map of non-zero codes by name, and each latency as
+  // {count, sum_ns, bounds_ns, counts}.
   Value to_value() const;
 };
 

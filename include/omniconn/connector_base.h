@@ -8,6 +8,7 @@
 // leaves it queued for the next recv, so nothing is lost.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -131,17 +132,20 @@ class ConnectorBase : public Connector {
   struct Counters {
     std::atomic<uint64_t> puts{0}, sends{0}, gets{0}, inline_payloads{0}, bytes_out{0}, bytes_in{0},
         timeouts{0}, errors{0};
+    std::array<std::atomic<uint64_t>, kStatusCodeCount> by_code{};
+    AtomicLatencyHistogram put_latency, get_latency;
   };
 
-  Result<Descriptor> indexed(const PayloadKey& key, Result<Published> p);
+  Result<Descriptor> indexed(const PayloadKey& key, Result<Published> p, Clock::time_point t0);
   Status counted(Status st);
-  void count_out(const Published& p, std::atomic<uint64_t>* calls);
-  Result<PayloadView> count_in(Result<PayloadView> view);
+  void count_out(const Published& p, std::atomic<uint64_t>* calls, Clock::time_point t0);
+  Result<PayloadView> count_in(Result<PayloadView> view, Clock::time_point t0);
   Status deliver(const PayloadKey& key, const Published& p, Deadline deadline);
   Result<DescriptorSender*> sender(const PayloadKey& key);
   Result<std::shared_ptr<Inbox>> inbox(std::string_view from, std::string_view to,
                                        Deadline deadline);
-  Result<PayloadView> next_from(Inbox& in, Deadline deadline, bool* writer_gone);
+  Result<PayloadView> next_from(Inbox& in, Deadline deadline, bool* writer_gone,
+                                Clock::time_point* t0);
   void drop_inbox(std::string_view from, std::string_view to, const std::shared_ptr<Inbox>& in);
 
   Counters c_;

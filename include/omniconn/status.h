@@ -2,6 +2,7 @@
 // every fallible call returns a Status or a Result<T> whose message names the cause.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -22,6 +23,7 @@ enum class StatusCode : uint8_t {
   kCancelled = 7,
   kInternal = 8,
 };
+inline constexpr size_t kStatusCodeCount = 9;
 
 std::string_view status_code_name(StatusCode code);
 

@@ -67,6 +67,27 @@ Value Metrics::to_value() const {
   put("capacity_bytes", capacity_bytes);
   put("in_use_bytes", in_use_bytes);
   put("in_flight", in_flight);
+  Value::Map codes;
+  for (size_t i = 1; i < kStatusCodeCount; ++i) {
+    if (errors_by_code[i] != 0) {
+      codes.emplace(std::string(status_code_name(static_cast<StatusCode>(i))),
+                    Value(errors_by_code[i]));
+    }
+  }
+  m.emplace("errors_by_code", Value(std::move(codes)));
+  auto latency = [&m](const char* k, const LatencyHistogram& h) {
+    Value::List bounds, counts;
+    for (int64_t b : LatencyHistogram::kBoundsNs) bounds.emplace_back(Value(b));
+    for (uint64_t c : h.counts) counts.emplace_back(Value(c));
+    Value::Map v;
+    v.emplace("count", Value(h.count()));
+    v.emplace("sum_ns", Value(h.sum_ns));
+    v.emplace("bounds_ns", Value(std::move(bounds)));
+    v.emplace("counts", Value(std::move(counts)));
+    m.emplace(k, Value(std::move(v)));
+  };
+  latency("put_latency", put_latency);
+  latency("get_latency", get_latency);
   return Value(std::move(m));
 }
 

@@ -14,6 +14,10 @@ bool settles(StatusCode code) {
          code == StatusCode::kInvalidArgument;
 }
 
+int64_t elapsed_ns(Clock::time_point t0) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count();
+}
+
 }  // namespace
 
 ConnectorBase::~ConnectorBase() {
@@ -27,6 +31,7 @@ void ConnectorBase::close_queues() {
 }
 
 Status ConnectorBase::counted(Status st) {
+  if (!st.ok()) c_.by_code[static_cast<size_t>(st.code())].fetch_add(1, std::memory_order_relaxed);
   if (st.code() == StatusCode::kTimeout) {
     c_.timeouts.fetch_add(1, std::memory_order_relaxed);
   } else if (!st.ok()) {
@@ -35,37 +40,43 @@ Status ConnectorBase::counted(Status st) {
   return st;
 }
 
-void ConnectorBase::count_out(const Published& p, std::atomic<uint64_t>* calls) {
+void ConnectorBase::count_out(const Published& p, std::atomic<uint64_t>* calls,
+                              Clock::time_point t0) {
+  c_.put_latency.observe(elapsed_ns(t0));
   calls->fetch_add(1, std::memory_order_relaxed);
   c_.bytes_out.fetch_add(p.size, std::memory_order_relaxed);
   if (p.is_inline) c_.inline_payloads.fetch_add(1, std::memory_order_relaxed);
 }
 
-Result<PayloadView> ConnectorBase::count_in(Result<PayloadView> view) {
+Result<PayloadView> ConnectorBase::count_in(Result<PayloadView> view, Clock::time_point t0) {
   if (!view.ok()) return counted(view.status());
+  c_.get_latency.observe(elapsed_ns(t0));
   c_.gets.fetch_add(1, std::memory_order_relaxed);
   c_.bytes_in.fetch_add(view->bytes().size(), std::memory_order_relaxed);
   return view;
 }
 
 // Descriptor mode's payloads are findable by key too; one that cannot be is withdrawn.
-Result<Descriptor> ConnectorBase::indexed(const PayloadKey& key, Result<Published> p) {
+Result<Descriptor> ConnectorBase::indexed(const PayloadKey& key, Result<Published> p,
+                                          Clock::time_point t0) {
   if (!p.ok()) return counted(p.status());
   if (Status st = index(key, &*p); !st.ok()) {
     withdraw(p->descriptor);
     return counted(st);
   }
-  count_out(*p, &c_.puts);
+  count_out(*p, &c_.puts, t0);
   return Descriptor{std::move(p->descriptor)};
 }
 
 Result<Descriptor> ConnectorBase::put(const PayloadKey& key, const PayloadBuilder& payload,
                                       Deadline deadline) {
-  return indexed(key, publish(key, payload, deadline));
+  auto t0 = Clock::now();
+  return indexed(key, publish(key, payload, deadline), t0);
 }
 
 Result<Descriptor> ConnectorBase::commit(Loan loan, const PayloadKey& key, Deadline deadline) {
-  return indexed(key, publish_loan(std::move(loan), key, deadline));
+  auto t0 = Clock::now();
+  return indexed(key, publish_loan(std::move(loan), key, deadline), t0);
 }
 
 Status ConnectorBase::index(const PayloadKey&, Published*) {
@@ -91,17 +102,20 @@ Result<Loan> ConnectorBase::loan(size_t nbytes, Deadline deadline) {
 }
 
 Result<PayloadView> ConnectorBase::get(const Descriptor& descriptor, Deadline deadline) {
-  return count_in(take_with(descriptor.bytes, deadline, GetOptions{}));
+  auto t0 = Clock::now();
+  return count_in(take_with(descriptor.bytes, deadline, GetOptions{}), t0);
 }
 
 Result<PayloadView> ConnectorBase::get(const Descriptor& descriptor, Deadline deadline,
                                        const GetOptions& options) {
-  return count_in(take_with(descriptor.bytes, deadline, options));
+  auto t0 = Clock::now();
+  return count_in(take_with(descriptor.bytes, deadline, options), t0);
 }
 
 Result<PayloadView> ConnectorBase::get(const PayloadKey& key, Deadline deadline,
                                        const GetOptions& options) {
-  return count_in(take_key(key, deadline, options));
+  auto t0 = Clock::now();
+  return count_in(take_key(key, deadline, options), t0);
 }
 
 Metrics ConnectorBase::metrics() const {
@@ -114,6 +128,11 @@ Metrics ConnectorBase::metrics() const {
   m.bytes_in = c_.bytes_in.load(std::memory_order_relaxed);
   m.timeouts = c_.timeouts.load(std::memory_order_relaxed);
   m.errors = c_.errors.load(std::memory_order_relaxed);
+  for (size_t i = 0; i < kStatusCodeCount; ++i) {
+    m.errors_by_code[i] = c_.by_code[i].load(std::memory_order_relaxed);
+  }
+  m.put_latency = c_.put_latency.snapshot();
+  m.get_latency = c_.get_latency.snapshot();
   memory_metrics(&m);
   return m;
 }
@@ -138,18 +157,20 @@ Status ConnectorBase::deliver(const PayloadKey& key, const Published& p, Deadlin
 
 Status ConnectorBase::send(const PayloadKey& key, const PayloadBuilder& payload,
                            Deadline deadline) {
+  auto t0 = Clock::now();
   auto p = publish(key, payload, deadline);
   if (!p.ok()) return counted(p.status());
   OMNICONN_RETURN_IF_ERROR(counted(deliver(key, *p, deadline)));
-  count_out(*p, &c_.sends);
+  count_out(*p, &c_.sends, t0);
   return Status::Ok();
 }
 
 Status ConnectorBase::send_loan(Loan loan, const PayloadKey& key, Deadline deadline) {
+  auto t0 = Clock::now();
   auto p = publish_loan(std::move(loan), key, deadline);
   if (!p.ok()) return counted(p.status());
   OMNICONN_RETURN_IF_ERROR(counted(deliver(key, *p, deadline)));
-  count_out(*p, &c_.sends);
+  count_out(*p, &c_.sends, t0);
   return Status::Ok();
 }
 
@@ -181,7 +202,9 @@ Result<std::shared_ptr<ConnectorBase::Inbox>> ConnectorBase::inbox(std::string_v
   }
 }
 
-Result<PayloadView> ConnectorBase::next_from(Inbox& in, Deadline deadline, bool* writer_gone) {
+// *t0: when a payload was found there (after a wait, the moment the wait ended).
+Result<PayloadView> ConnectorBase::next_from(Inbox& in, Deadline deadline, bool* writer_gone,
+                                             Clock::time_point* t0) {
   std::lock_guard lock(in.mu);
   std::string desc;
   for (;;) {
@@ -191,6 +214,7 @@ Result<PayloadView> ConnectorBase::next_from(Inbox& in, Deadline deadline, bool*
       Status st = in.queue->wait(deadline);
       *writer_gone = st.code() == StatusCode::kUnavailable;
       OMNICONN_RETURN_IF_ERROR(st);
+      *t0 = Clock::now();
       continue;
     }
     auto view = take(desc, deadline, in.queue.get());
@@ -212,9 +236,10 @@ Result<PayloadView> ConnectorBase::recv(std::string_view from, std::string_view 
   auto in = inbox(from, to, deadline);
   if (!in.ok()) return counted(in.status());
   bool writer_gone = false;
-  auto view = next_from(**in, deadline, &writer_gone);
+  auto t0 = Clock::now();
+  auto view = next_from(**in, deadline, &writer_gone, &t0);
   if (writer_gone) drop_inbox(from, to, *in);  // open the queue again on the next call
-  return count_in(std::move(view));
+  return count_in(std::move(view), t0);
 }
 
 }  // namespace omniconn

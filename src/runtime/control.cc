@@ -6,6 +6,8 @@
 #include <fstream>
 #include <zmq.hpp>
 
+#include "omniconn/metrics_server.h"
+
 namespace omniconn::runtime {
 
 namespace {
@@ -26,18 +28,15 @@ Status zmq_error(const std::string& what, const zmq::error_t& e) {
 }  // namespace
 
 Result<std::string> tcp_endpoint(const std::string& host_port, bool bind) {
-  auto colon = host_port.rfind(':');
-  if (colon == std::string::npos || colon + 1 == host_port.size()) {
-    return Status::InvalidArgument("'" + host_port + "' is not HOST:PORT");
-  }
-  std::string host = host_port.substr(0, colon), port = host_port.substr(colon + 1);
-  if (port.find_first_not_of("0123456789") != std::string::npos || port.size() > 5 ||
-      std::stoi(port) > 65535) {
-    return Status::InvalidArgument("'" + host_port + "': the port must be a number 0-65535");
-  }
+  std::string host;
+  int port_number = 0;
+  OMNICONN_RETURN_IF_ERROR(split_host_port(host_port, &host, &port_number));
+  std::string port = std::to_string(port_number);
   if (host.empty()) {
     if (!bind) return Status::InvalidArgument("'" + host_port + "' names no host");
     host = "*";
+  } else if (host.find(':') != std::string::npos) {
+    host = "[" + host + "]";
   }
   if (port == "0") {
     if (!bind) return Status::InvalidArgument("'" + host_port + "': port 0 is only for --listen");

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <random>
 #include <set>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -210,6 +211,8 @@ TEST_P(Conformance, RecvTimesOutAtItsDeadline) {
   EXPECT_GE(waited, 190ms);
   EXPECT_LT(waited, 2s);
   EXPECT_EQ(c->metrics().timeouts, 1u);
+  EXPECT_EQ(c->metrics().errors_by_code[static_cast<size_t>(StatusCode::kTimeout)], 1u);
+  EXPECT_EQ(c->metrics().get_latency.count(), 0u);
 }
 
 TEST_P(Conformance, FullArenaIsResourceExhaustedAtTheDeadline) {
@@ -383,6 +386,42 @@ TEST_P(Conformance, ForgedAndTruncatedDescriptorsAreErrors) {
   EXPECT_EQ(verify_payload(*genuine, kMiB, 1), "");
   auto twice = c->get(*ref, deadline_in(1s));
   EXPECT_EQ(twice.status().code(), StatusCode::kNotFound);
+  // Every failure is counted under its code; only the successful calls are timed.
+  Metrics m = c->metrics();
+  uint64_t by_code = 0;
+  for (size_t i = 0; i < kStatusCodeCount; ++i) {
+    if (i != static_cast<size_t>(StatusCode::kTimeout)) by_code += m.errors_by_code[i];
+  }
+  EXPECT_EQ(by_code, m.errors);
+  EXPECT_GE(m.errors_by_code[static_cast<size_t>(StatusCode::kNotFound)], 1u);
+  EXPECT_EQ(m.errors_by_code[static_cast<size_t>(StatusCode::kOk)], 0u);
+  EXPECT_EQ(m.put_latency.count(), 2u);
+  EXPECT_EQ(m.get_latency.count(), 1u);
+}
+
+// A recv's get latency starts when a payload is there: the wait for one is not the
+// connector's time.
+TEST_P(Conformance, GetLatencyLeavesOutTheWaitForAPayload) {
+  pid_t consumer = spawn([&] {
+    auto r = make();
+    CHILD_CHECK(r != nullptr);
+    CHILD_OK(r->recv("1", "2", deadline_in(10s)));
+    auto t0 = Clock::now();
+    CHILD_OK(r->recv("1", "2", deadline_in(10s)));
+    auto waited = Clock::now() - t0;
+    Metrics m = r->metrics();
+    CHILD_CHECK(m.gets == 2 && m.get_latency.count() == 2);
+    CHILD_CHECK(waited >= 300ms);
+    CHILD_CHECK(std::chrono::nanoseconds(m.get_latency.sum_ns) < waited - 250ms);
+    return 0;
+  });
+  auto c = make();
+  TestPayload first(kMiB, 1), second(100, 2);
+  ASSERT_TRUE(c->send(key(1, "1", "2"), first.builder, deadline_in(5s)).ok());
+  std::this_thread::sleep_for(400ms);
+  ASSERT_TRUE(c->send(key(2, "1", "2"), second.builder, deadline_in(5s)).ok());
+  EXPECT_EQ(c->metrics().put_latency.count(), 2u);
+  EXPECT_EQ(wait_child(consumer), 0);
 }
 
 TEST_P(Conformance, KilledReaderSpaceIsReclaimed) {
