@@ -17,7 +17,7 @@ set(OMNICONN_CONFIG_SOURCES config/config.cc config/config_json.cc config/docume
                             config/yaml_reader.cc)
 set(OMNICONN_METRICS_SOURCES metrics/metrics_server.cc)
 set(OMNICONN_RUNTIME_SOURCES runtime/control.cc runtime/orchestrator.cc runtime/plan.cc
-    runtime/report.cc runtime/stage.cc runtime/worker.cc)
+    runtime/report.cc runtime/run_metrics.cc runtime/stage.cc runtime/worker.cc)
 
 # The connector types built into omniconn: the folder src/<name>/ defines
 # `Status register_<name>_connector(ConnectorRegistry&)`. Adding a built-in connector is a

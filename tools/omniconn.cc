@@ -1,5 +1,5 @@
-// The omniconn command: validate a vllm-omni stage config, run its pipeline, or run the
-// benchmark suite.
+// The omniconn command: validate a vllm-omni stage config, run its pipeline (or some of its
+// stages), watch a running one, or run the benchmark suite.
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -13,6 +13,7 @@
 
 #include "omniconn/config.h"
 #include "omniconn/runtime.h"
+#include "stats.h"
 
 namespace {
 
@@ -165,6 +166,10 @@ int cmd_run(const LoadArgs& args, RunOptions opts, const std::string& json_path)
                    args.config.c_str(), join_ids(remote).c_str(), bound.c_str());
     };
   }
+  opts.on_metrics_listening = [](const std::string& bound) {
+    std::fprintf(stderr, "omniconn run: metrics at http://%s/metrics (omniconn stats %s)\n",
+                 bound.c_str(), bound.c_str());
+  };
   auto report = run_pipeline(c.config, opts);
   if (!report.ok()) {
     std::fprintf(stderr, "omniconn run: %s\n", report.status().ToString().c_str());
@@ -191,6 +196,9 @@ int cmd_stage(const LoadArgs& args, WorkerOptions opts) {
       std::fprintf(stderr, "omniconn stage: stage %s started (pid %d), orchestrator %s\n",
                    opts.stages[i].c_str(), pids[i], opts.orchestrator.c_str());
     }
+  };
+  opts.on_metrics_listening = [](const std::string& bound) {
+    std::fprintf(stderr, "omniconn stage: metrics at http://%s/metrics\n", bound.c_str());
   };
   Status st = run_stage_worker(c.config, opts);
   if (!st.ok()) {
@@ -282,6 +290,16 @@ int main(int argc, char** argv) {
   run->add_option("--audio-samples-per-token", opts.workload.audio_samples_per_token,
                   "sink stage (Code2Wav): f32 audio samples produced per token")
       ->capture_default_str();
+  run->add_option("--source-us-per-token", opts.workload.source_us_per_token,
+                  "source stage work per token, in us (the stage sleeps tokens x this per "
+                  "request, as on an accelerator)")
+      ->capture_default_str();
+  run->add_option("--middle-us-per-token", opts.workload.middle_us_per_token,
+                  "middle stages' work per token, in us")
+      ->capture_default_str();
+  run->add_option("--sink-us-per-token", opts.workload.sink_us_per_token,
+                  "sink stage work per token, in us")
+      ->capture_default_str();
   run->add_option("--op-timeout-ms", opts.op_timeout_ms,
                   "a stage gives up on a send or receive that makes no progress this long")
       ->capture_default_str();
@@ -298,6 +316,10 @@ int main(int argc, char** argv) {
   run->add_option("--join-timeout-ms", opts.join_timeout_ms,
                   "with --listen: every remote stage must join within this")
       ->capture_default_str();
+  run->add_option("--metrics", opts.metrics_listen,
+                  "serve GET /metrics (Prometheus text) on HOST:PORT (port 0: any) while the run "
+                  "lasts: every edge's counters, gauges and latency histograms, of every host; "
+                  "`omniconn stats HOST:PORT` shows them; docs/metrics.md");
   run->add_option("--heartbeat-timeout-ms", opts.heartbeat_timeout_ms,
                   "a host silent this long (dead, or the link cut) ends the run on every host")
       ->capture_default_str()
@@ -325,6 +347,33 @@ int main(int argc, char** argv) {
                    "give up when the orchestrator does not answer within this")
       ->capture_default_str();
 
+  stage->add_option("--metrics", worker.metrics_listen,
+                    "serve GET /metrics for this host's stages on HOST:PORT (port 0: any)");
+
+  tools::StatsArgs stats_args;
+  auto* stats = app.add_subcommand(
+      "stats",
+      "Show a running pipeline's per-edge table from its metrics endpoint (`omniconn run "
+      "--metrics`, `omniconn stage --metrics`, or any process serving omniconn's metrics): "
+      "payloads sent and received, MB, in flight, errors, timeouts, put/get/end-to-end "
+      "latency p50/p99, and rates since the last refresh. Refreshes until the run ends. Exit "
+      "0 when shown, 1 when the endpoint cannot be read.");
+  stats->add_option("target", stats_args.target, "HOST:PORT, or http://HOST:PORT/metrics")
+      ->required();
+  stats->add_flag("--once", stats_args.once, "print one table (or JSON) and exit");
+  stats->add_flag("--json", stats_args.json,
+                  "JSON instead of the table (with --once: one object; else one per line)");
+  stats->add_option("--interval-ms", stats_args.interval_ms, "time between refreshes")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{50}, int64_t{3600000}));
+  stats->add_option("--count", stats_args.count, "refreshes before exiting (0: until the run ends)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  stats
+      ->add_option("--timeout-ms", stats_args.timeout_ms, "a scrape not answered within this fails")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{600000}));
+
   auto* bench = app.add_subcommand(
       "bench",
       "Run the benchmark suite (bench/run_all.py): every benchmark and baseline in one run, "
@@ -342,6 +391,7 @@ int main(int argc, char** argv) {
   if (*validate) return cmd_validate(args, validate_json);
   if (*bench) return cmd_bench(bench->remaining());
   if (*stage) return cmd_stage(args, worker);
+  if (*stats) return tools::cmd_stats(stats_args);
   opts.progress = !no_progress && ::isatty(STDERR_FILENO);
   return cmd_run(args, opts, json_path);
 }

@@ -24,6 +24,11 @@ struct Workload {
   int64_t hidden_size = 3584;
   int64_t codes_per_token = 8;
   int64_t audio_samples_per_token = 960;  // 24 kHz audio at 25 tokens/s
+  // Stage work per token, in microseconds (the stage sleeps tokens x this per request, as a
+  // stage waiting on its accelerator would): source, middle and sink stages. 0: none.
+  double source_us_per_token = 0;
+  double middle_us_per_token = 0;
+  double sink_us_per_token = 0;
 };
 
 struct RunOptions {
@@ -48,6 +53,11 @@ struct RunOptions {
   int64_t heartbeat_timeout_ms = 3000;
   // Called with the address bound (port filled in) once the orchestrator listens.
   std::function<void(const std::string& bound)> on_listening;
+
+  // "HOST:PORT" (port 0: any): serve GET /metrics there, in the Prometheus text format, while
+  // the run lasts: every stage's connectors, of every host (docs/metrics.md).
+  std::string metrics_listen;
+  std::function<void(const std::string& bound)> on_metrics_listening;
 };
 
 // One host's part of a multi-host run: starts `stages` here once the orchestrator at
@@ -60,6 +70,9 @@ struct WorkerOptions {
   int64_t connect_timeout_ms = 60000;  // the orchestrator answers within this
   // Called once the stages are started (their pids, in the order of `stages`).
   std::function<void(const std::vector<int>& pids)> on_started;
+  // As RunOptions::metrics_listen, for this host's stages.
+  std::string metrics_listen;
+  std::function<void(const std::string& bound)> on_metrics_listening;
 };
 
 struct EdgeReport {

@@ -18,6 +18,7 @@
 
 #include "omniconn/registry.h"
 #include "runtime/control.h"
+#include "runtime/run_metrics.h"
 #include "runtime/runtime_internal.h"
 
 namespace omniconn {
@@ -65,6 +66,11 @@ Status check_options(const RunOptions& o) {
       return Status::InvalidArgument("workload sizes must be in [1, 16777216]");
     }
   }
+  for (double us : {w.source_us_per_token, w.middle_us_per_token, w.sink_us_per_token}) {
+    if (!(us >= 0 && us <= 1e6)) {
+      return Status::InvalidArgument("stage work per token must be in [0, 1000000] us");
+    }
+  }
   if (w.tokens * w.hidden_size * 4 > (int64_t{1} << 30)) {
     return Status::InvalidArgument("hidden states of tokens x hidden_size x 4 bytes exceed 1 GiB");
   }
@@ -89,6 +95,7 @@ class Orchestrator {
 
  private:
   void prepare();
+  Status serve_metrics();
   Status gather();
   void admit(const ControlMessage& m);
   std::string unclaimed() const;
@@ -123,6 +130,7 @@ class Orchestrator {
   size_t sinks_ = 0;
   Clock::time_point start_, last_draw_;
   double wall_s_ = 0;
+  std::unique_ptr<runtime::RunMetrics> metrics_;  // --metrics
 };
 
 void Orchestrator::prepare() {
@@ -140,6 +148,16 @@ void Orchestrator::prepare() {
     pr.sink = plans_[i].outputs.empty();
     sinks_ += pr.sink ? 1 : 0;
   }
+}
+
+Status Orchestrator::serve_metrics() {
+  if (opts_.metrics_listen.empty()) return Status::Ok();
+  metrics_ = std::make_unique<runtime::RunMetrics>(config_);
+  metrics_->progress(0, 0, opts_.requests);
+  auto bound = metrics_->serve(opts_.metrics_listen);
+  if (!bound.ok()) return bound.status().WithContext("--metrics");
+  if (opts_.on_metrics_listening) opts_.on_metrics_listening(*bound);
+  return Status::Ok();
 }
 
 // Which stages still wait for a worker: "1, 2".
@@ -389,6 +407,9 @@ Status Orchestrator::pump() {
           done_counts_.erase(id);
           ++completed_;
         }
+      } else if (line.rfind("metrics ", 0) == 0) {
+        if (metrics_)
+          metrics_->stage_line(static_cast<size_t>(&p - procs_.data()), p.host, line.substr(8));
       } else if (line.rfind("stats ", 0) == 0) {
         p.stats = json::parse(line.substr(6), nullptr, false);
         p.stats_seen = true;
@@ -525,7 +546,8 @@ Result<RunReport> Orchestrator::run() {
   OMNICONN_RETURN_IF_ERROR(check_options(opts_));
   if (config_.stages.empty()) return Status::InvalidArgument("the pipeline has no stages");
   prepare();
-  Status st = gather();
+  Status st = serve_metrics();
+  if (st.ok()) st = gather();
   if (st.ok()) st = start_local();
   if (!st.ok()) {
     failure_ = st.message();
@@ -558,6 +580,7 @@ Result<RunReport> Orchestrator::run() {
       return st;
     }
     progress(false);
+    if (metrics_) metrics_->progress(issued_, completed_, opts_.requests);
     bool all_done = std::all_of(procs_.begin(), procs_.end(),
                                 [](const Proc& p) { return p.exited && p.stats_seen; });
     if (all_done) break;

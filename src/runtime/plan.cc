@@ -132,7 +132,10 @@ nlohmann::json options_json(const RunOptions& o) {
            {{"tokens", w.tokens},
             {"hidden_size", w.hidden_size},
             {"codes_per_token", w.codes_per_token},
-            {"audio_samples_per_token", w.audio_samples_per_token}}}};
+            {"audio_samples_per_token", w.audio_samples_per_token},
+            {"source_us_per_token", w.source_us_per_token},
+            {"middle_us_per_token", w.middle_us_per_token},
+            {"sink_us_per_token", w.sink_us_per_token}}}};
 }
 
 RunOptions options_from_json(const nlohmann::json& j) {
@@ -147,6 +150,11 @@ RunOptions options_from_json(const nlohmann::json& j) {
   o.workload.codes_per_token = w.value("codes_per_token", o.workload.codes_per_token);
   o.workload.audio_samples_per_token =
       w.value("audio_samples_per_token", o.workload.audio_samples_per_token);
+  for (auto [key, field] : {std::pair{"source_us_per_token", &o.workload.source_us_per_token},
+                            std::pair{"middle_us_per_token", &o.workload.middle_us_per_token},
+                            std::pair{"sink_us_per_token", &o.workload.sink_us_per_token}}) {
+    *field = w.value(key, *field);
+  }
   return o;
 }
 

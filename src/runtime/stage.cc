@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "omniconn/registry.h"
+#include "runtime/run_metrics.h"
 #include "runtime/runtime_internal.h"
 
 namespace omniconn::runtime {
@@ -110,6 +111,8 @@ struct Tensor {
 struct InputStats {
   int64_t count = 0, bytes = 0, errors = 0;
   std::vector<int64_t> lat_ns;
+  LatencyHistogram e2e;
+  uint64_t idle = 0;  // recv slices that ended with nothing yet (Timeout, retried)
 };
 
 class Stage {
@@ -127,15 +130,19 @@ class Stage {
   Status receive(size_t k, int64_t i);
   Status check(const PayloadView& view, const EdgeConfig& edge, int64_t i);
   Status produce_and_send(int64_t i);
-  Status send_until(Connector& c, const PayloadKey& key, const PayloadBuilder& b);
+  Status send_until(size_t k, const PayloadKey& key, const PayloadBuilder& b);
   void drain();
+  void report_metrics(bool now);
+  void compute() const;
 
   const StagePlan& plan_;
   const RunOptions& opts_;
   std::vector<std::unique_ptr<Connector>> in_, out_;
   std::vector<InputStats> in_stats_;
+  std::vector<uint64_t> full_retries_;  // sends that found no space (ResourceExhausted, retried)
   std::vector<Tensor> outputs_;
   int64_t output_bytes_ = 0;
+  Clock::time_point last_report_{};
 };
 
 Status Stage::connect() {
@@ -150,6 +157,7 @@ Status Stage::connect() {
     out_.push_back(std::move(*c));
   }
   in_stats_.resize(in_.size());
+  full_retries_.resize(out_.size());
   return Status::Ok();
 }
 
@@ -176,7 +184,10 @@ Status Stage::next_request(LineReader* ctl, int64_t i) {
     if (g_stage_stop) return Status::Cancelled("stopped");
     int rc = ctl->next(&line, 200);
     if (rc < 0) return Status::Cancelled("orchestrator closed the control pipe");
-    if (rc == 0) continue;
+    if (rc == 0) {
+      report_metrics(false);
+      continue;
+    }
     if (line == "req " + std::to_string(i)) return Status::Ok();
     return Status::Internal("unexpected control line '" + line + "'");
   }
@@ -214,13 +225,18 @@ Status Stage::receive(size_t k, int64_t i) {
       }
       ++s.count;
       s.bytes += static_cast<int64_t>(view->bytes().size());
-      if (ts != nullptr && ts->as_int()) s.lat_ns.push_back(t1 - *ts->as_int());
+      if (ts != nullptr && ts->as_int()) {
+        s.lat_ns.push_back(t1 - *ts->as_int());
+        s.e2e.observe(t1 - *ts->as_int());
+      }
       return Status::Ok();
     }
     if (view.status().code() != StatusCode::kTimeout) {
       ++in_stats_[k].errors;
       return view.status().WithContext("edge " + e.from + "->" + e.to);
     }
+    ++in_stats_[k].idle;
+    report_metrics(false);
     if (g_stage_stop) return Status::Cancelled("stopped");
     if (Clock::now() - start > std::chrono::milliseconds(opts_.op_timeout_ms)) {
       return Status::Timeout("edge " + e.from + "->" + e.to + std::string(kStarvedMarker) +
@@ -229,14 +245,27 @@ Status Stage::receive(size_t k, int64_t i) {
   }
 }
 
-Status Stage::send_until(Connector& c, const PayloadKey& key, const PayloadBuilder& b) {
+Status Stage::send_until(size_t k, const PayloadKey& key, const PayloadBuilder& b) {
   auto start = Clock::now();
   for (;;) {
-    Status st = c.send(key, b, deadline_in(std::chrono::milliseconds(200)));
+    Status st = out_[k]->send(key, b, deadline_in(std::chrono::milliseconds(200)));
     if (st.ok() || st.code() != StatusCode::kResourceExhausted) return st;
+    ++full_retries_[k];
+    report_metrics(false);
     if (g_stage_stop) return Status::Cancelled("stopped");
     if (Clock::now() - start > std::chrono::milliseconds(opts_.op_timeout_ms)) return st;
   }
+}
+
+// The stage's own work on a request: tokens x its per-token time, asleep.
+void Stage::compute() const {
+  const Workload& w = opts_.workload;
+  double us = plan_.inputs.empty()    ? w.source_us_per_token
+              : plan_.outputs.empty() ? w.sink_us_per_token
+                                      : w.middle_us_per_token;
+  if (us <= 0) return;
+  std::this_thread::sleep_for(
+      std::chrono::nanoseconds(static_cast<int64_t>(us * 1000.0 * static_cast<double>(w.tokens))));
 }
 
 Status Stage::produce_and_send(int64_t i) {
@@ -258,7 +287,7 @@ Status Stage::produce_and_send(int64_t i) {
     fields.emplace("seq", Value(i));
     fields.emplace("t_send", Value(now_ns()));
     OMNICONN_RETURN_IF_ERROR(b.set_fields(Value(std::move(fields))));
-    Status st = send_until(*out_[k], PayloadKey{request_name(i), e.from, e.to}, b);
+    Status st = send_until(k, PayloadKey{request_name(i), e.from, e.to}, b);
     if (!st.ok()) return st.WithContext("edge " + e.from + "->" + e.to);
   }
   return Status::Ok();
@@ -271,11 +300,50 @@ Status Stage::run() {
   for (int64_t i = 0; i < opts_.requests; ++i) {
     if (plan_.inputs.empty()) OMNICONN_RETURN_IF_ERROR(next_request(&ctl, i));
     for (size_t k = 0; k < in_.size(); ++k) OMNICONN_RETURN_IF_ERROR(receive(k, i));
+    compute();
     OMNICONN_RETURN_IF_ERROR(produce_and_send(i));
     ++requests;
+    report_metrics(false);
   }
   drain();
+  report_metrics(true);
   return Status::Ok();
+}
+
+// Every kMetricsIntervalMs (and at the end): the connectors' metrics for /metrics.
+void Stage::report_metrics(bool now) {
+  auto t = Clock::now();
+  if (!now && t - last_report_ < std::chrono::milliseconds(kMetricsIntervalMs)) return;
+  last_report_ = t;
+  json edges = json::array();
+  // The stage waits in slices: a slice that ends with nothing yet (recv) or no space yet (send)
+  // is retried, not a failure. Those are taken out of the connector's timeouts and errors;
+  // the full ones are reported as backpressure.
+  auto add = [&edges](const EdgeConfig& e, const char* side, const Connector& c, uint64_t idle,
+                      uint64_t full) {
+    Metrics m = c.metrics();
+    m.timeouts -= std::min(m.timeouts, idle);
+    m.errors_by_code[static_cast<size_t>(StatusCode::kTimeout)] = m.timeouts;
+    uint64_t& exhausted = m.errors_by_code[static_cast<size_t>(StatusCode::kResourceExhausted)];
+    full = std::min(full, exhausted);
+    exhausted -= full;
+    m.errors -= std::min(m.errors, full);
+    edges.push_back({{"from", e.from},
+                     {"to", e.to},
+                     {"side", side},
+                     {"connector", std::string(c.type_name())},
+                     {"m", metrics_json(m)},
+                     {"backpressure", full}});
+    return &edges.back();
+  };
+  for (size_t k = 0; k < in_.size(); ++k) {
+    (*add(*plan_.inputs[k], "in", *in_[k], in_stats_[k].idle, 0))["e2e"] =
+        histogram_json(in_stats_[k].e2e);
+  }
+  for (size_t k = 0; k < out_.size(); ++k) {
+    add(*plan_.outputs[k], "out", *out_[k], 0, full_retries_[k]);
+  }
+  write_line(plan_.evt_fd, "metrics " + json{{"requests", requests}, {"edges", edges}}.dump());
 }
 
 // Outputs stay readable only while this process lives: wait until downstream took them.

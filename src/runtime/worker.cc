@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "runtime/control.h"
+#include "runtime/run_metrics.h"
 #include "runtime/runtime_internal.h"
 
 namespace omniconn {
@@ -58,6 +59,7 @@ class StageWorker {
   RunOptions opts_;
   std::string ns_, stop_reason_;
   std::vector<Local> locals_;
+  std::unique_ptr<runtime::RunMetrics> metrics_;  // --metrics
   std::vector<runtime::StagePlan> plans_;
   Clock::time_point last_heard_, last_beat_;
   bool heard_ = false, welcomed_ = false;
@@ -172,6 +174,9 @@ void StageWorker::forward_events(Local& l) {
   std::string line;
   while (l.evt && l.evt->next(&line, 0) == 1) {
     if (line.rfind("error ", 0) == 0) l.error = line.substr(6);
+    if (metrics_ && line.rfind("metrics ", 0) == 0) {
+      metrics_->stage_line(l.index, host_, line.substr(8));
+    }
     client_.send("evt " + std::to_string(l.index) + " " + line);
   }
 }
@@ -257,6 +262,12 @@ Status StageWorker::relay() {
 Status StageWorker::run() {
   OMNICONN_RETURN_IF_ERROR(resolve());
   host_ = runtime::host_display_name(wopts_.host_name);
+  if (!wopts_.metrics_listen.empty()) {
+    metrics_ = std::make_unique<runtime::RunMetrics>(config_);
+    auto bound = metrics_->serve(wopts_.metrics_listen);
+    if (!bound.ok()) return bound.status().WithContext("--metrics");
+    if (wopts_.on_metrics_listening) wopts_.on_metrics_listening(*bound);
+  }
   OMNICONN_RETURN_IF_ERROR(join());
   OMNICONN_RETURN_IF_ERROR(start());
   return relay();

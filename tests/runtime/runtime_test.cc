@@ -2,13 +2,17 @@
 #include <dirent.h>
 #include <signal.h>
 
+#include <atomic>
 #include <future>
+#include <map>
 #include <set>
 #include <thread>
 
 #include <gtest/gtest.h>
 
 #include "omniconn/config.h"
+#include "omniconn/metrics_server.h"
+#include "omniconn/prometheus.h"
 #include "omniconn/runtime.h"
 #include "runtime/control.h"
 #include "runtime/runtime_internal.h"
@@ -150,6 +154,96 @@ TEST(Runtime, InterruptStopsTheRun) {
   EXPECT_EQ(report.status().code(), StatusCode::kCancelled) << report.status().ToString();
   EXPECT_LT(Clock::now() - t0, 300ms + 5s);
   for (int pid : pids) EXPECT_TRUE(gone(pid)) << pid;
+}
+
+// Series identity: the name and the labels but `le`.
+std::string series_of(const PrometheusSample& x, std::string_view name) {
+  std::string id(name);
+  for (const auto& [k, v] : x.labels) {
+    if (k != "le") id += "," + k + "=" + v;
+  }
+  return id;
+}
+
+// Every histogram series of a scrape: buckets cumulative, +Inf == _count.
+void check_histograms(const PrometheusScrape& s) {
+  std::map<std::string, double> last_bucket, inf, count;
+  for (const PrometheusSample& x : s.samples) {
+    if (x.name.ends_with("_bucket")) {
+      std::string id = series_of(x, x.name.substr(0, x.name.size() - 7));
+      EXPECT_GE(x.value, last_bucket[id]) << id << " le=" << x.label("le");
+      last_bucket[id] = x.value;
+      if (x.label("le") == "+Inf") inf[id] = x.value;
+    } else if (x.name.ends_with("_count")) {
+      count[series_of(x, x.name.substr(0, x.name.size() - 6))] = x.value;
+    }
+  }
+  for (const auto& [id, n] : count) EXPECT_EQ(inf[id], n) << id;
+}
+
+// /metrics scraped while a run lasts: Prometheus text, every counter rising or steady from one
+// scrape to the next, histograms consistent, every edge reported by both its ends.
+TEST(Runtime, MetricsEndpointServesTheRunWhileItLasts) {
+  PipelineConfig config = parse(kThreeStages);
+  RunOptions o = small(400);
+  o.workload.source_us_per_token = 150;  // 2.4 ms per request: the run lasts about a second
+  o.metrics_listen = "127.0.0.1:0";
+  std::atomic<bool> done{false};
+  std::vector<std::string> scrapes;
+  std::thread scraper;
+  o.on_metrics_listening = [&](const std::string& bound) {
+    scraper = std::thread([&, bound] {
+      for (int i = 0; i < 600 && !done; ++i) {  // bounded: 60 s at most
+        auto text = scrape_metrics(bound, 2s);
+        if (text.ok()) scrapes.push_back(*text);
+        std::this_thread::sleep_for(100ms);
+      }
+    });
+  };
+  auto report = run_pipeline(config, o);
+  done = true;
+  if (scraper.joinable()) scraper.join();
+  ASSERT_TRUE(report.ok()) << report.status().ToString();
+  ASSERT_GE(scrapes.size(), 3u) << "the run ended before three scrapes";
+  std::map<std::string, double> seen;  // counter series -> its value in the previous scrape
+  double first_completed = -1, last_completed = -1;
+  for (const std::string& text : scrapes) {
+    auto s = parse_prometheus_text(text);
+    ASSERT_TRUE(s.ok()) << s.status().ToString() << "\n" << text;
+    check_histograms(*s);
+    for (const PrometheusSample& x : s->samples) {
+      auto type = s->types.find(x.name);
+      if (type == s->types.end() || type->second != "counter") continue;
+      std::string id = series_of(x, x.name);
+      EXPECT_GE(x.value, seen[id]) << id << " went down";
+      seen[id] = x.value;
+      if (x.name == "omniconn_run_requests_completed_total") {
+        if (first_completed < 0) first_completed = x.value;
+        last_completed = x.value;
+      }
+    }
+  }
+  EXPECT_GT(last_completed, first_completed) << "completions did not rise between scrapes";
+  auto last = parse_prometheus_text(scrapes.back());
+  ASSERT_TRUE(last.ok());
+  for (const char* edge : {"0>1", "1>2"}) {
+    std::string from(1, edge[0]), to(1, edge[2]);
+    double sent = -1, received = -1, e2e = -1;
+    for (const PrometheusSample& x : last->samples) {
+      if (x.label("from") != from || x.label("to") != to) continue;
+      EXPECT_FALSE(x.label("host").empty());
+      EXPECT_EQ(x.label("connector"), "SharedMemoryConnector");
+      EXPECT_EQ(x.label("stage"), x.label("side") == "out" ? from : to);
+      if (x.name == "omniconn_payloads_sent_total" && x.label("side") == "out") sent = x.value;
+      if (x.name == "omniconn_payloads_received_total" && x.label("side") == "in") {
+        received = x.value;
+      }
+      if (x.name == "omniconn_end_to_end_seconds_count") e2e = x.value;
+    }
+    EXPECT_GT(sent, 0) << edge;
+    EXPECT_GT(received, 0) << edge;
+    EXPECT_EQ(e2e, received) << edge;
+  }
 }
 
 // A worker that joins with the right config and then says what no omniconn says: the run ends

@@ -48,6 +48,46 @@ check "run exits 0" test $? -eq 0
 check "run prints the edge table" grep -q '0 -> 1' "$tmp/out"
 check "run writes JSON" grep -q '"requests_done": 50' "$tmp/run.json"
 
+# --metrics and stats: a run that lasts (~2 s of source work), watched from outside. The
+# bound port is read from the run's stderr; every wait is bounded.
+"$bin" run "$src/examples/qwen2_5_omni.yaml" --requests 200 --concurrency 2 --tokens 32 \
+  --source-us-per-token 300 --no-progress --metrics 127.0.0.1:0 >"$tmp/mrun.out" 2>"$tmp/mrun.err" &
+mrun=$!
+maddr=""
+for _ in $(seq 100); do
+  maddr=$(sed -n 's|.*metrics at http://\([^/]*\)/metrics.*|\1|p' "$tmp/mrun.err")
+  [[ -n "$maddr" ]] && break
+  sleep 0.05
+done
+check "run --metrics says where" test -n "$maddr"
+for _ in $(seq 50); do  # until both edges reported
+  "$bin" stats "$maddr" --once >"$tmp/stats.out" 2>&1
+  grep -q '^1->2 ' "$tmp/stats.out" && break
+  sleep 0.1
+done
+"$bin" stats "$maddr" --once >/dev/null 2>&1
+check "stats --once exits 0" test $? -eq 0
+check "stats --once shows each edge" grep -q '^0->1 .*SharedMemoryConnector' "$tmp/stats.out"
+check "stats --once shows the run" grep -q '^run: [0-9]*/200 requests completed' "$tmp/stats.out"
+"$bin" stats "$maddr" --once --json >"$tmp/stats.json" 2>&1
+check "stats --json is JSON with both edges" /usr/bin/python3 -c "
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert {(e['from'], e['to']) for e in d['edges']} == {('0', '1'), ('1', '2')}, d
+assert d['run']['requests'] == 200, d" "$tmp/stats.json"
+"$bin" stats "$maddr" --count 2 --interval-ms 200 >"$tmp/stats2.out" 2>&1
+check "stats refreshes with rates" grep -q '/s' "$tmp/stats2.out"
+wait $mrun
+check "the watched run exits 0" test $? -eq 0
+"$bin" stats "$maddr" --once >"$tmp/out" 2>&1
+check "stats on an ended run exits 1" test $? -eq 1
+check "stats says it cannot scrape" grep -q "cannot scrape $maddr" "$tmp/out"
+"$bin" stats --help >"$tmp/out" 2>&1
+check "stats --help documents --once" grep -q -- '--once' "$tmp/out"
+"$bin" run "$src/examples/qwen2_5_omni.yaml" --requests 1 --metrics 127.0.0.1:99999 >"$tmp/out" 2>&1
+check "run --metrics with a bad port exits 1" test $? -eq 1
+check "run --metrics with a bad port names it" grep -q -- "--metrics.*99999" "$tmp/out"
+
 # Without the Mooncake store library: exit 1 and say how to provide it.
 env -u MOONCAKE_STORE_LIBRARY "$bin" run "$src/examples/qwen2_5_omni_mooncake.yaml" \
   --requests 5 >"$tmp/out" 2>&1
