@@ -16,7 +16,9 @@
 #include <vector>
 
 #include "omniconn/connector.h"
+#include "omniconn/metrics_server.h"
 #include "omniconn/payload.h"
+#include "omniconn/prometheus.h"
 #include "omniconn/registry.h"
 
 namespace py = pybind11;
@@ -520,6 +522,17 @@ LoanRequest loan_request(const py::object& shape, const py::object& dtype) {
 
 // ---- the connector ---------------------------------------------------------------------------
 
+// A Python dict of label name -> value (None: no labels).
+MetricLabels labels_from(const py::object& labels) {
+  MetricLabels out;
+  if (labels.is_none()) return out;
+  for (auto item : labels.cast<py::dict>()) {
+    out.emplace_back(py::str(item.first).cast<std::string>(),
+                     py::str(item.second).cast<std::string>());
+  }
+  return out;
+}
+
 class PyConnector {
  public:
   explicit PyConnector(const py::dict& spec) {
@@ -693,6 +706,17 @@ class PyConnector {
   void close() { conn_.reset(); }
   std::string last_error() const { return last_error_; }
 
+  // This connector's omniconn_* families as Prometheus text, with `labels` on every sample.
+  std::string prometheus(const py::object& labels) {
+    std::shared_ptr<Connector> c = live();
+    PrometheusText t;
+    Status st = t.connector(c->metrics(), labels_from(labels));
+    if (!st.ok()) throw py::value_error(st.ToString());
+    return t.str();
+  }
+  std::weak_ptr<Connector> weak() const { return conn_; }
+  const std::string& type() const { return type_; }
+
  private:
   // A reference that keeps the connector alive through a call, even if another thread closes it.
   std::shared_ptr<Connector> live() {
@@ -718,6 +742,51 @@ py::bytes encode_payload(const py::object& data) {
 }
 
 }  // namespace
+
+// Serves /metrics for some connectors of this process (label connector=<name>, type=<type>)
+// from threads of its own, without the GIL; a connector closed since is left out.
+class PyMetricsServer {
+ public:
+  PyMetricsServer(const std::string& address, const py::dict& connectors) {
+    for (auto item : connectors) {
+      auto& c = item.second.cast<PyConnector&>();
+      entries_.push_back({py::str(item.first).cast<std::string>(), c.type(), c.weak()});
+    }
+    auto entries = entries_;
+    auto server = MetricsServer::start(address, [entries] {
+      PrometheusText t;
+      for (const Entry& e : entries) {
+        if (auto c = e.conn.lock()) {
+          (void)t.connector(c->metrics(), {{"connector", e.name}, {"type", e.type}});
+        }
+      }
+      return t.str();
+    });
+    if (!server.ok()) {
+      if (server.status().code() == StatusCode::kInvalidArgument) {
+        throw py::value_error(server.status().ToString());
+      }
+      throw std::runtime_error(server.status().ToString());
+    }
+    server_ = std::move(*server);
+  }
+  std::string address() const {
+    if (!server_) throw std::runtime_error("metrics server is closed");
+    return server_->address();
+  }
+  void close() {
+    py::gil_scoped_release nogil;  // a scrape in progress finishes first
+    server_.reset();
+  }
+
+ private:
+  struct Entry {
+    std::string name, type;
+    std::weak_ptr<Connector> conn;
+  };
+  std::vector<Entry> entries_;
+  std::unique_ptr<MetricsServer> server_;
+};
 
 PYBIND11_MODULE(_omniconn, m) {
   m.doc() = "omniconn connectors with vllm-omni's call shapes; arrays and tensors zero-copy.";
@@ -762,12 +831,27 @@ PYBIND11_MODULE(_omniconn, m) {
       .def("health", &PyConnector::health)
       .def("close", &PyConnector::close)
       .def("last_error", &PyConnector::last_error)
+      .def("prometheus", &PyConnector::prometheus, py::arg("labels") = py::none(),
+           "This connector's metrics in the Prometheus text format (omniconn_* families, "
+           "docs/metrics.md), with `labels` (a dict) on every sample.")
       .def(
           "__enter__", [](PyConnector& c) -> PyConnector& { return c; },
           py::return_value_policy::reference)
       .def("__exit__", [](PyConnector& c, const py::args&) { c.close(); })
       .def("__del__", &PyConnector::close)
       .attr("supports_raw_data") = false;
+  py::class_<PyMetricsServer>(m, "MetricsServer",
+                              "Serves GET /metrics (Prometheus text) for connectors of this "
+                              "process: MetricsServer('127.0.0.1:9464', {'thinker_to_talker': "
+                              "conn}). Port 0: any free one (see .address).")
+      .def(py::init<const std::string&, const py::dict&>(), py::arg("address"),
+           py::arg("connectors"))
+      .def_property_readonly("address", &PyMetricsServer::address)
+      .def("close", &PyMetricsServer::close)
+      .def(
+          "__enter__", [](PyMetricsServer& s) -> PyMetricsServer& { return s; },
+          py::return_value_policy::reference)
+      .def("__exit__", [](PyMetricsServer& s, const py::args&) { s.close(); });
   m.def(
       "create_connector", [](const py::dict& spec) { return std::make_unique<PyConnector>(spec); },
       py::arg("spec"),

@@ -9,11 +9,12 @@ written once into the transport and come back as zero-copy, copy-on-write views 
 valid while referenced. `metadata` is a small picklable dict to pass through any queue; a
 reader without it finds the payload by (from_stage, to_stage, key). See docs/python.md.
 """
-from ._omniconn import Connector, Loan, create_connector, encode_payload
+from ._omniconn import Connector, Loan, MetricsServer, create_connector, encode_payload
 
 __all__ = [
     "Connector",
     "Loan",
+    "MetricsServer",
     "MooncakeConnector",
     "SharedMemoryConnector",
     "create_connector",
