@@ -546,9 +546,11 @@ Result<RunReport> Orchestrator::run() {
   OMNICONN_RETURN_IF_ERROR(check_options(opts_));
   if (config_.stages.empty()) return Status::InvalidArgument("the pipeline has no stages");
   prepare();
-  Status st = serve_metrics();
-  if (st.ok()) st = gather();
+  Status st = gather();
   if (st.ok()) st = start_local();
+  // Only after the stages are forked: a fork while a server thread holds a lock (an
+  // allocator's, under a sanitizer) would leave it held forever in the child.
+  if (st.ok()) st = serve_metrics();
   if (!st.ok()) {
     failure_ = st.message();
     broadcast("refuse " + failure_);

@@ -21,40 +21,33 @@ LatencyHistogram histogram_from_json(const json& j) {
   return h;
 }
 
+namespace {
+
+// Metrics' counters and gauges by their name in a metrics line.
+constexpr std::pair<const char*, uint64_t Metrics::*> kFields[] = {
+    {"puts", &Metrics::puts},           {"sends", &Metrics::sends},
+    {"gets", &Metrics::gets},           {"inline", &Metrics::inline_payloads},
+    {"bytes_out", &Metrics::bytes_out}, {"bytes_in", &Metrics::bytes_in},
+    {"timeouts", &Metrics::timeouts},   {"errors", &Metrics::errors},
+    {"reclaimed", &Metrics::reclaimed}, {"capacity", &Metrics::capacity_bytes},
+    {"in_use", &Metrics::in_use_bytes}, {"in_flight", &Metrics::in_flight},
+};
+
+}  // namespace
+
 json metrics_json(const Metrics& m) {
-  return {{"puts", m.puts},
-          {"sends", m.sends},
-          {"gets", m.gets},
-          {"inline", m.inline_payloads},
-          {"bytes_out", m.bytes_out},
-          {"bytes_in", m.bytes_in},
-          {"timeouts", m.timeouts},
-          {"errors", m.errors},
-          {"reclaimed", m.reclaimed},
-          {"capacity", m.capacity_bytes},
-          {"in_use", m.in_use_bytes},
-          {"in_flight", m.in_flight},
-          {"by_code", m.errors_by_code},
-          {"put", histogram_json(m.put_latency)},
-          {"get", histogram_json(m.get_latency)}};
+  json j = json::object();
+  for (auto [key, field] : kFields) j[key] = m.*field;
+  j["by_code"] = m.errors_by_code;
+  j["put"] = histogram_json(m.put_latency);
+  j["get"] = histogram_json(m.get_latency);
+  return j;
 }
 
 Metrics metrics_from_json(const json& j) {
   Metrics m;
   if (!j.is_object()) return m;
-  auto u = [&j](const char* k) { return j.value(k, uint64_t{0}); };
-  m.puts = u("puts");
-  m.sends = u("sends");
-  m.gets = u("gets");
-  m.inline_payloads = u("inline");
-  m.bytes_out = u("bytes_out");
-  m.bytes_in = u("bytes_in");
-  m.timeouts = u("timeouts");
-  m.errors = u("errors");
-  m.reclaimed = u("reclaimed");
-  m.capacity_bytes = u("capacity");
-  m.in_use_bytes = u("in_use");
-  m.in_flight = u("in_flight");
+  for (auto [key, field] : kFields) m.*field = j.value(key, uint64_t{0});
   auto codes = j.value("by_code", std::vector<uint64_t>{});
   for (size_t i = 0; i < codes.size() && i < kStatusCodeCount; ++i) m.errors_by_code[i] = codes[i];
   m.put_latency = histogram_from_json(j.value("put", json()));

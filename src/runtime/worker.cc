@@ -262,14 +262,14 @@ Status StageWorker::relay() {
 Status StageWorker::run() {
   OMNICONN_RETURN_IF_ERROR(resolve());
   host_ = runtime::host_display_name(wopts_.host_name);
-  if (!wopts_.metrics_listen.empty()) {
+  OMNICONN_RETURN_IF_ERROR(join());
+  OMNICONN_RETURN_IF_ERROR(start());
+  if (!wopts_.metrics_listen.empty()) {  // after the forks (see Orchestrator::run)
     metrics_ = std::make_unique<runtime::RunMetrics>(config_);
     auto bound = metrics_->serve(wopts_.metrics_listen);
     if (!bound.ok()) return bound.status().WithContext("--metrics");
     if (wopts_.on_metrics_listening) wopts_.on_metrics_listening(*bound);
   }
-  OMNICONN_RETURN_IF_ERROR(join());
-  OMNICONN_RETURN_IF_ERROR(start());
   return relay();
 }
 
