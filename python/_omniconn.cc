@@ -20,6 +20,7 @@
 #include "omniconn/payload.h"
 #include "omniconn/prometheus.h"
 #include "omniconn/registry.h"
+#include "omniconn/stream.h"
 
 namespace py = pybind11;
 using namespace omniconn;
@@ -852,6 +853,14 @@ PYBIND11_MODULE(_omniconn, m) {
           "__enter__", [](PyMetricsServer& s) -> PyMetricsServer& { return s; },
           py::return_value_policy::reference)
       .def("__exit__", [](PyMetricsServer& s, const py::args&) { s.close(); });
+  m.def(
+      "chunk_key",
+      [](const std::string& request_id, const std::string& stage, int64_t chunk) {
+        return chunk_key(request_id, stage, chunk);
+      },
+      py::arg("request_id"), py::arg("stage"), py::arg("chunk"),
+      "vllm-omni's key of one streamed chunk: '{request_id}_{stage}_{chunk}' (stage: the "
+      "producing one). cleanup(request_id) drops every chunk of the request not yet read.");
   m.def(
       "create_connector", [](const py::dict& spec) { return std::make_unique<PyConnector>(spec); },
       py::arg("spec"),

@@ -142,9 +142,19 @@ std::string join_ids(const std::vector<std::string>& ids) {
   return out;
 }
 
-int cmd_run(const LoadArgs& args, RunOptions opts, const std::string& json_path) {
+// stream_given: --stream or --no-stream was on the command line (else the file's async_chunk).
+int cmd_run(const LoadArgs& args, RunOptions opts, const std::string& json_path,
+            bool stream_given) {
   ConfigLoad c;
   if (!load(args, &c)) return kInvalidConfig;
+  const Value* async_chunk = c.config.raw.find("async_chunk");
+  if (!stream_given && async_chunk != nullptr && async_chunk->as_bool() &&
+      *async_chunk->as_bool()) {
+    opts.stream = true;
+    std::fprintf(stderr,
+                 "omniconn run: streaming every edge (the file sets async_chunk: true; "
+                 "--no-stream to send whole requests)\n");
+  }
   if (c.config.edges.empty()) {
     std::fprintf(stderr, "omniconn run: %s: %s; %s\n", args.config.c_str(),
                  no_edges_text(c.config).c_str(), kNoEdgesHint);
@@ -300,6 +310,24 @@ int main(int argc, char** argv) {
   run->add_option("--sink-us-per-token", opts.workload.sink_us_per_token,
                   "sink stage work per token, in us")
       ->capture_default_str();
+  auto* stream_flag = run->add_flag(
+      "--stream,!--no-stream", opts.stream,
+      "stream every edge (vllm-omni's async_chunk; the default when the file sets async_chunk: "
+      "true): each stage works and sends chunk by chunk, chunks keyed "
+      "{request}_{stage}_{chunk}, the last marked finished");
+  run->add_option("--first-chunk-tokens", opts.workload.first_chunk_tokens,
+                  "with --stream: tokens in a request's first chunk")
+      ->capture_default_str();
+  run->add_option("--chunk-tokens", opts.workload.chunk_tokens,
+                  "with --stream: tokens in each later chunk")
+      ->capture_default_str();
+  run->add_option("--abort-every", opts.abort_every,
+                  "with --stream: cancel every Nth request mid-stream (0: none); its unread "
+                  "chunks are freed on every edge")
+      ->capture_default_str();
+  run->add_option("--abort-after-chunks", opts.abort_after_chunks,
+                  "a cancelled request's source stops after this many chunks")
+      ->capture_default_str();
   run->add_option("--op-timeout-ms", opts.op_timeout_ms,
                   "a stage gives up on a send or receive that makes no progress this long")
       ->capture_default_str();
@@ -393,5 +421,5 @@ int main(int argc, char** argv) {
   if (*stage) return cmd_stage(args, worker);
   if (*stats) return tools::cmd_stats(stats_args);
   opts.progress = !no_progress && ::isatty(STDERR_FILENO);
-  return cmd_run(args, opts, json_path);
+  return cmd_run(args, opts, json_path, stream_flag->count() > 0);
 }

@@ -131,7 +131,8 @@ class Connector {
                                    Deadline deadline) = 0;
 
   // Drops everything this process holds for the request: unread payloads it wrote, payloads
-  // queued for it and not yet received.
+  // queued for it and not yet received. A payload belongs to the request by
+  // belongs_to_request (stream.h): its id, or a chunk key "{request_id}_{stage}_{chunk}".
   virtual Status cleanup(std::string_view request_id) = 0;
 
   virtual Status health() = 0;

@@ -29,12 +29,26 @@ struct Workload {
   double source_us_per_token = 0;
   double middle_us_per_token = 0;
   double sink_us_per_token = 0;
+  // Streaming (RunOptions::stream): a request crosses each edge as chunks of tokens, the first
+  // of first_chunk_tokens, then chunk_tokens each (the talker -> code2wav shape of
+  // Qwen-Omni's codec streaming: a small first chunk, then 25 frames).
+  int64_t first_chunk_tokens = 10;
+  int64_t chunk_tokens = 25;
 };
 
 struct RunOptions {
   int64_t requests = 100;
   int64_t concurrency = 4;
   Workload workload;
+  // vllm-omni's async_chunk: every stage works and sends chunk by chunk (Workload's chunk
+  // sizes), the sink starts on the first; the last chunk is marked finished. Chunks are keyed
+  // "{request}_{stage}_{chunk}" (stream.h).
+  bool stream = false;
+  // Cancels every Nth request (0: none; needs stream) once its source has sent
+  // abort_after_chunks chunks: the orchestrator tells the source, which frees its unread chunks
+  // (cleanup) and ends the stream with an aborted marker; each stage downstream does the same.
+  int64_t abort_every = 0;
+  int64_t abort_after_chunks = 2;
   bool progress = false;  // a progress bar on stderr
   // Gives up on a stage operation (send/recv) that makes no progress for this long.
   int64_t op_timeout_ms = 30000;
@@ -94,12 +108,30 @@ struct StageReport {
   int64_t peak_rss_kb = 0;
   int64_t requests = 0;
   int64_t output_bytes = 0;  // sink: audio bytes produced
+  // What its output connectors still held once it drained (0 unless a reader kept payloads),
+  // and the unread chunks cancelled requests freed (cleanup) on them.
+  int64_t in_flight_end = 0, in_use_bytes_end = 0, abort_freed = 0;
+  int64_t rss_kb_early = 0, rss_kb_end = 0;  // resident set after its 10th request, at its end
+};
+
+// Per request, at the sink(s), from when the source started it: p50/p99 over the requests
+// that finished (aborted ones left out). Connector share: the time every stage spent in its
+// connectors' calls for the request (put + get durations, Metrics) over the request's time.
+struct RequestReport {
+  bool stream = false;
+  int64_t measured = 0, aborted = 0, abort_freed = 0;  // freed: unread chunks, every stage
+  int64_t chunks_sent = 0, chunks_received = 0;        // over every edge (aborted ones' included)
+  double first_chunk_p50_ms = 0, first_chunk_p99_ms = 0;
+  double last_chunk_p50_ms = 0, last_chunk_p99_ms = 0;
+  double request_p50_ms = 0, request_p99_ms = 0;
+  double connector_share_p50 = 0, connector_share_p99 = 0;  // 0..1
 };
 
 struct RunReport {
   bool multi_host = false;  // stages ran on more than one host: the tables show hosts
   double wall_s = 0;
   int64_t requests_done = 0;
+  RequestReport requests;
   std::vector<EdgeReport> edges;
   std::vector<StageReport> stages;
 };

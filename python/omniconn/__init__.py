@@ -9,7 +9,8 @@ written once into the transport and come back as zero-copy, copy-on-write views 
 valid while referenced. `metadata` is a small picklable dict to pass through any queue; a
 reader without it finds the payload by (from_stage, to_stage, key). See docs/python.md.
 """
-from ._omniconn import Connector, Loan, MetricsServer, create_connector, encode_payload
+from ._omniconn import (Connector, Loan, MetricsServer, chunk_key, create_connector,
+                         encode_payload)
 
 __all__ = [
     "Connector",
@@ -17,6 +18,7 @@ __all__ = [
     "MetricsServer",
     "MooncakeConnector",
     "SharedMemoryConnector",
+    "chunk_key",
     "create_connector",
     "encode_payload",
 ]

@@ -5,11 +5,29 @@
 #include <cstring>
 
 #include "core/bits.h"
+#include "omniconn/stream.h"
 
 namespace omniconn {
 
 std::string PayloadKey::str() const {
   return request_id + "/" + from_stage + "_to_" + to_stage;
+}
+
+std::string chunk_key(std::string_view request_id, std::string_view stage, int64_t chunk) {
+  std::string out(request_id);
+  out += '_';
+  out += stage;
+  out += '_';
+  out += std::to_string(chunk);
+  return out;
+}
+
+bool belongs_to_request(std::string_view key, std::string_view request_id) {
+  if (key == request_id) return true;
+  size_t n = request_id.size();
+  if (key.size() <= n) return false;
+  return (key.starts_with(request_id) && key[n] == '_') ||
+         (key.ends_with(request_id) && key[key.size() - n - 1] == '_');
 }
 
 struct PayloadView::State {

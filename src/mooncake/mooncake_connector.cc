@@ -17,6 +17,7 @@
 #include "mooncake/mooncake_options.h"
 #include "mooncake/mooncake_store.h"
 #include "omniconn/connector_base.h"
+#include "omniconn/stream.h"
 
 namespace omniconn {
 
@@ -309,12 +310,21 @@ Result<PayloadView> MooncakeConnector::take_key(const PayloadKey& key, Deadline 
   }
 }
 
+// Store keys are "<prefix>{request id}/...": the request's own and its chunk keys
+// (belongs_to_request), by one regex for the store and the same rule for unread_.
 Status MooncakeConnector::cleanup(std::string_view request_id) {
-  std::string prefix = key_prefix() + std::string(request_id) + "/";
-  int64_t rc = api_.remove_by_regex(store_, ("^" + regex_escape(prefix)).c_str(), 1);
+  const std::string prefix = key_prefix(), req = regex_escape(request_id);
+  const std::string pattern =
+      "^" + regex_escape(prefix) + "(" + req + "(_[^/]*)?|[^/]*_" + req + ")/";
+  int64_t rc = api_.remove_by_regex(store_, pattern.c_str(), 1);
   {
     std::lock_guard lock(mu_);
-    std::erase_if(unread_, [&](const std::string& k) { return k.starts_with(prefix); });
+    std::erase_if(unread_, [&](const std::string& k) {
+      if (!k.starts_with(prefix)) return false;
+      std::string_view id(k);
+      id.remove_prefix(prefix.size());
+      return belongs_to_request(id.substr(0, id.find('/')), request_id);
+    });
   }
   return rc < 0 ? to_status(rc, "cleanup of '" + std::string(request_id) + "'") : Status::Ok();
 }

@@ -71,6 +71,16 @@ Status check_options(const RunOptions& o) {
       return Status::InvalidArgument("stage work per token must be in [0, 1000000] us");
     }
   }
+  if (w.first_chunk_tokens < 1 || w.chunk_tokens < 1) {
+    return Status::InvalidArgument("--first-chunk-tokens and --chunk-tokens must be at least 1");
+  }
+  if (o.abort_every < 0 || o.abort_after_chunks < 1) {
+    return Status::InvalidArgument(
+        "--abort-every must be at least 0 and --abort-after-chunks at least 1");
+  }
+  if (o.abort_every > 0 && !o.stream) {
+    return Status::InvalidArgument("--abort-every cancels requests mid-stream: it needs --stream");
+  }
   if (w.tokens * w.hidden_size * 4 > (int64_t{1} << 30)) {
     return Status::InvalidArgument("hidden states of tokens x hidden_size x 4 bytes exceed 1 GiB");
   }
@@ -114,6 +124,7 @@ class Orchestrator {
   void terminate_all();
   void progress(bool final);
   RunReport report() const;
+  RequestReport request_report() const;
 
   const PipelineConfig& config_;
   const RunOptions& opts_;
@@ -127,6 +138,7 @@ class Orchestrator {
   bool started_ = false;  // the workers were welcomed
   int64_t issued_ = 0, completed_ = 0;
   std::map<int64_t, size_t> done_counts_;
+  std::set<int64_t> aborted_ids_;
   size_t sinks_ = 0;
   Clock::time_point start_, last_draw_;
   double wall_s_ = 0;
@@ -390,8 +402,11 @@ void Orchestrator::send_ctl(Proc& p, const std::string& line) {
 
 void Orchestrator::issue() {
   while (issued_ < opts_.requests && issued_ - completed_ < opts_.concurrency) {
+    const bool abort =
+        opts_.abort_every > 0 && issued_ % opts_.abort_every == opts_.abort_every - 1;
     for (Proc& p : procs_) {
       if (p.source) send_ctl(p, "req " + std::to_string(issued_));
+      if (p.source && abort) send_ctl(p, "abort " + std::to_string(issued_));
     }
     ++issued_;
   }
@@ -402,7 +417,9 @@ Status Orchestrator::pump() {
     std::string line;
     while (!p.stats_seen && next_event(p, &line)) {
       if (line.rfind("done ", 0) == 0) {
-        int64_t id = std::strtoll(line.c_str() + 5, nullptr, 10);
+        char* end = nullptr;
+        int64_t id = std::strtoll(line.c_str() + 5, &end, 10);
+        if (std::strcmp(end, " aborted") == 0) aborted_ids_.insert(id);
         if (++done_counts_[id] == sinks_) {
           done_counts_.erase(id);
           ++completed_;
@@ -599,11 +616,66 @@ double percentile(std::vector<int64_t> v, double q) {
   return static_cast<double>(v[std::min(i, v.size() - 1)]) / 1e6;
 }
 
+// Per request: the sinks' times (the slowest sink's), every stage's connector time summed.
+RequestReport Orchestrator::request_report() const {
+  RequestReport q;
+  q.stream = opts_.stream;
+  q.aborted = static_cast<int64_t>(aborted_ids_.size());
+  std::vector<int64_t> first, last, done;
+  std::vector<double> share;
+  for (const Proc& p : procs_) {
+    q.chunks_sent += p.stats.value("chunks_sent", int64_t{0});
+    for (const json& s : p.stats.value("edges", json::array())) {
+      q.chunks_received += s.value("count", int64_t{0});
+    }
+  }
+  auto at = [](const json& stats, const char* key, size_t i) {
+    const json& v = stats.contains(key) ? stats[key] : json();
+    return v.is_array() && i < v.size() && v[i].is_number_integer() ? v[i].get<int64_t>()
+                                                                    : int64_t{-1};
+  };
+  for (size_t i = 0; i < static_cast<size_t>(opts_.requests); ++i) {
+    int64_t f = -1, l = -1, d = -1, conn = 0;
+    bool measured = true;
+    for (const Proc& p : procs_) {
+      conn += std::max<int64_t>(0, at(p.stats, "conn_ns", i));
+      if (!p.sink) continue;
+      int64_t pd = at(p.stats, "done_ns", i);
+      measured = measured && pd >= 0;
+      f = std::max(f, at(p.stats, "first_ns", i));
+      l = std::max(l, at(p.stats, "last_ns", i));
+      d = std::max(d, pd);
+    }
+    if (!measured || d <= 0) continue;
+    first.push_back(f);
+    last.push_back(l);
+    done.push_back(d);
+    share.push_back(static_cast<double>(conn) / static_cast<double>(d));
+  }
+  q.measured = static_cast<int64_t>(done.size());
+  q.first_chunk_p50_ms = percentile(first, 0.5);
+  q.first_chunk_p99_ms = percentile(first, 0.99);
+  q.last_chunk_p50_ms = percentile(last, 0.5);
+  q.last_chunk_p99_ms = percentile(last, 0.99);
+  q.request_p50_ms = percentile(done, 0.5);
+  q.request_p99_ms = percentile(done, 0.99);
+  std::sort(share.begin(), share.end());
+  auto rank = [&share](double x) {
+    if (share.empty()) return 0.0;
+    size_t k = static_cast<size_t>(std::ceil(x * static_cast<double>(share.size()))) - 1;
+    return share[std::min(k, share.size() - 1)];
+  };
+  q.connector_share_p50 = rank(0.5);
+  q.connector_share_p99 = rank(0.99);
+  return q;
+}
+
 RunReport Orchestrator::report() const {
   RunReport r;
   r.multi_host = server_ != nullptr;
   r.wall_s = wall_s_;
   r.requests_done = completed_;
+  r.requests = request_report();
   auto host_of = [this](const std::string& id) {
     return procs_[static_cast<size_t>(config_.stage(id) - config_.stages.data())].host;
   };
@@ -637,6 +709,13 @@ RunReport Orchestrator::report() const {
         p.stage->id, p.host, ms != nullptr && ms->as_string() ? *ms->as_string() : "", p.pid,
         p.stats.value("rss_kb", int64_t{0}), p.stats.value("requests", int64_t{0}),
         p.stats.value("output_bytes", int64_t{0})});
+    StageReport& sr = r.stages.back();
+    sr.in_flight_end = p.stats.value("in_flight_end", int64_t{0});
+    sr.in_use_bytes_end = p.stats.value("in_use_bytes_end", int64_t{0});
+    sr.abort_freed = p.stats.value("abort_freed", int64_t{0});
+    sr.rss_kb_early = p.stats.value("rss_kb_early", int64_t{0});
+    sr.rss_kb_end = p.stats.value("rss_kb_end", int64_t{0});
+    r.requests.abort_freed += sr.abort_freed;
   }
   return r;
 }

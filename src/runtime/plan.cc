@@ -126,6 +126,9 @@ nlohmann::json options_json(const RunOptions& o) {
   const Workload& w = o.workload;
   return {{"requests", o.requests},
           {"concurrency", o.concurrency},
+          {"stream", o.stream},
+          {"abort_every", o.abort_every},
+          {"abort_after_chunks", o.abort_after_chunks},
           {"op_timeout_ms", o.op_timeout_ms},
           {"heartbeat_timeout_ms", o.heartbeat_timeout_ms},
           {"workload",
@@ -135,13 +138,18 @@ nlohmann::json options_json(const RunOptions& o) {
             {"audio_samples_per_token", w.audio_samples_per_token},
             {"source_us_per_token", w.source_us_per_token},
             {"middle_us_per_token", w.middle_us_per_token},
-            {"sink_us_per_token", w.sink_us_per_token}}}};
+            {"sink_us_per_token", w.sink_us_per_token},
+            {"first_chunk_tokens", w.first_chunk_tokens},
+            {"chunk_tokens", w.chunk_tokens}}}};
 }
 
 RunOptions options_from_json(const nlohmann::json& j) {
   RunOptions o;
   o.requests = j.value("requests", o.requests);
   o.concurrency = j.value("concurrency", o.concurrency);
+  o.stream = j.value("stream", o.stream);
+  o.abort_every = j.value("abort_every", o.abort_every);
+  o.abort_after_chunks = j.value("abort_after_chunks", o.abort_after_chunks);
   o.op_timeout_ms = j.value("op_timeout_ms", o.op_timeout_ms);
   o.heartbeat_timeout_ms = j.value("heartbeat_timeout_ms", o.heartbeat_timeout_ms);
   const nlohmann::json w = j.value("workload", nlohmann::json::object());
@@ -155,6 +163,8 @@ RunOptions options_from_json(const nlohmann::json& j) {
                             std::pair{"sink_us_per_token", &o.workload.sink_us_per_token}}) {
     *field = w.value(key, *field);
   }
+  o.workload.first_chunk_tokens = w.value("first_chunk_tokens", o.workload.first_chunk_tokens);
+  o.workload.chunk_tokens = w.value("chunk_tokens", o.workload.chunk_tokens);
   return o;
 }
 

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "omniconn/runtime.h"
+#include "runtime/runtime_internal.h"
 
 namespace omniconn {
 
@@ -34,6 +35,42 @@ std::string lpad(const std::string& s, size_t w) {
   return s.size() < w ? std::string(w - s.size(), ' ') + s : s;
 }
 
+nlohmann::json request_json(const RequestReport& q) {
+  return {{"measured", q.measured},
+          {"aborted", q.aborted},
+          {"abort_freed", q.abort_freed},
+          {"chunks_sent", q.chunks_sent},
+          {"chunks_received", q.chunks_received},
+          {"first_chunk_p50_ms", q.first_chunk_p50_ms},
+          {"first_chunk_p99_ms", q.first_chunk_p99_ms},
+          {"last_chunk_p50_ms", q.last_chunk_p50_ms},
+          {"last_chunk_p99_ms", q.last_chunk_p99_ms},
+          {"request_p50_ms", q.request_p50_ms},
+          {"request_p99_ms", q.request_p99_ms},
+          {"connector_share_p50", q.connector_share_p50},
+          {"connector_share_p99", q.connector_share_p99}};
+}
+
+// "requests (streamed, 12 chunks each): first chunk p50 ..."
+std::string request_lines(const RequestReport& q) {
+  if (q.measured == 0 && q.aborted == 0) return "";
+  std::string out = "\nper request at the sink" + std::string(q.stream ? " (streamed)" : "") +
+                    ", from its start at the source, p50 / p99 of " + std::to_string(q.measured) +
+                    ":\n";
+  out += "  first chunk " + fmt("%.3f", q.first_chunk_p50_ms) + " / " +
+         fmt("%.3f", q.first_chunk_p99_ms) + " ms, last chunk " + fmt("%.3f", q.last_chunk_p50_ms) +
+         " / " + fmt("%.3f", q.last_chunk_p99_ms) + " ms, done " + fmt("%.3f", q.request_p50_ms) +
+         " / " + fmt("%.3f", q.request_p99_ms) + " ms\n";
+  out += "  connector share of request time " + fmt("%.1f", 100 * q.connector_share_p50) + "% / " +
+         fmt("%.1f", 100 * q.connector_share_p99) + "%; chunks sent " +
+         std::to_string(q.chunks_sent) + ", received " + std::to_string(q.chunks_received) +
+         (q.aborted > 0 ? "; aborted requests " + std::to_string(q.aborted) + " (" +
+                              std::to_string(q.abort_freed) + " unread chunks freed)"
+                        : "") +
+         "\n";
+  return out;
+}
+
 }  // namespace
 
 std::string format_report(const RunReport& r) {
@@ -45,8 +82,8 @@ std::string format_report(const RunReport& r) {
   }
   if (r.multi_host) host_w = std::max<size_t>(host_w, 7);
   std::string out = "edge      " + (r.multi_host ? pad("hosts", host_w) : "") +
-                    pad("connector", width) +
-                    "  requests       bytes   p50 ms   p99 ms   max ms      MB/s  errors  inline\n";
+                    pad("connector", width) + (r.requests.stream ? "    chunks" : "  requests") +
+                    "       bytes   p50 ms   p99 ms   max ms      MB/s  errors  inline\n";
   for (const EdgeReport& e : r.edges) {
     out += pad(e.from + " -> " + e.to, 10) +
            (r.multi_host ? pad(e.from_host + " -> " + e.to_host, host_w) : "") +
@@ -68,6 +105,7 @@ std::string format_report(const RunReport& r) {
            lpad(std::to_string(s.requests), 8) +
            lpad(fmt("%.1f MiB", static_cast<double>(s.peak_rss_kb) / 1024.0), 12) + "\n";
   }
+  out += request_lines(r.requests);
   out += "\n" + std::to_string(r.requests_done) + " requests in " + fmt("%.2f", r.wall_s) + " s (" +
          fmt("%.1f", r.wall_s > 0 ? static_cast<double>(r.requests_done) / r.wall_s : 0) +
          " requests/s)\n";
@@ -98,19 +136,19 @@ std::string report_json(const RunReport& r, const PipelineConfig& config, const 
                       {"pid", s.pid},
                       {"peak_rss_kb", s.peak_rss_kb},
                       {"requests", s.requests},
-                      {"output_bytes", s.output_bytes}});
+                      {"output_bytes", s.output_bytes},
+                      {"in_flight_end", s.in_flight_end},
+                      {"in_use_bytes_end", s.in_use_bytes_end},
+                      {"abort_freed", s.abort_freed},
+                      {"rss_kb_early", s.rss_kb_early},
+                      {"rss_kb_end", s.rss_kb_end}});
   }
   nlohmann::json j = {{"config", config.file},
                       {"requests", o.requests},
                       {"concurrency", o.concurrency},
-                      {"workload",
-                       {{"tokens", o.workload.tokens},
-                        {"hidden_size", o.workload.hidden_size},
-                        {"codes_per_token", o.workload.codes_per_token},
-                        {"audio_samples_per_token", o.workload.audio_samples_per_token},
-                        {"source_us_per_token", o.workload.source_us_per_token},
-                        {"middle_us_per_token", o.workload.middle_us_per_token},
-                        {"sink_us_per_token", o.workload.sink_us_per_token}}},
+                      {"stream", o.stream},
+                      {"workload", runtime::options_json(o)["workload"]},
+                      {"request_times", request_json(r.requests)},
                       {"multi_host", r.multi_host},
                       {"wall_s", r.wall_s},
                       {"requests_done", r.requests_done},

@@ -82,6 +82,15 @@ std::string RunMetrics::render() const {
   }
   for (const auto& [index, s] : stages_) {
     const StageConfig& stage = config_.stages[index];
+    const MetricLabels at = {{"stage", stage.id}, {"host", s.host}};
+    if (s.line.contains("first_chunk")) {
+      (void)t.histogram("omniconn_time_to_first_chunk_seconds",
+                        "From a request's start at the source to its first chunk at this sink.", at,
+                        histogram_from_json(s.line["first_chunk"]));
+      (void)t.histogram("omniconn_request_duration_seconds",
+                        "From a request's start at the source to its end at this sink.", at,
+                        histogram_from_json(s.line["request"]));
+    }
     for (const json& e : s.line.value("edges", json::array())) {
       MetricLabels labels = {
           {"stage", stage.id},           {"host", s.host},

@@ -5,12 +5,15 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <thread>
 
 #include "omniconn/registry.h"
+#include "omniconn/stream.h"
 #include "runtime/run_metrics.h"
 #include "runtime/runtime_internal.h"
 
@@ -101,12 +104,44 @@ bool verify(const std::byte* p, size_t n, uint64_t seq, uint64_t salt) {
   return true;
 }
 
+// One output tensor, token-major: a chunk of n tokens is its first n x token_elems elements
+// (hidden states [n, H], token ids [n], codec codes [n, C], audio [n * S]).
 struct Tensor {
   std::string name;
   DType dtype;
-  std::vector<int64_t> shape;
+  int64_t token_elems = 1;  // elements per token
+  bool flat = false;        // shape [n * token_elems] (audio) rather than [n, token_elems]
   std::vector<std::byte> data;
+
+  size_t bytes(int64_t n) const { return static_cast<size_t>(n * token_elems) * dtype_size(dtype); }
+  std::vector<int64_t> shape(int64_t n) const {
+    if (flat) return {n * token_elems};
+    if (token_elems == 1) return {n};
+    return {n, token_elems};
+  }
 };
+
+// What a chunk says about its request.
+struct Chunk {
+  int64_t tokens = 0;
+  bool finished = false, aborted = false;
+  int64_t t_req = 0;  // when the source started the request (steady clock, ns)
+};
+
+// The resident set now (statm), in KiB.
+int64_t resident_kb() {
+  long pages = 0, resident = 0;
+  FILE* f = std::fopen("/proc/self/statm", "r");
+  if (f == nullptr) return 0;
+  int got = std::fscanf(f, "%ld %ld", &pages, &resident);
+  std::fclose(f);
+  return got == 2 ? resident * (::sysconf(_SC_PAGESIZE) / 1024) : 0;
+}
+
+// A chunk's tensors are filled from (request, chunk).
+uint64_t seq_of(int64_t i, int64_t c) {
+  return (static_cast<uint64_t>(i) << 8) ^ static_cast<uint64_t>(c);
+}
 
 struct InputStats {
   int64_t count = 0, bytes = 0, errors = 0;
@@ -124,24 +159,42 @@ class Stage {
   int64_t requests = 0;
 
  private:
+  bool source() const { return plan_.inputs.empty(); }
+  bool sink() const { return plan_.outputs.empty(); }
   Status connect();
   void shape_outputs();
-  Status next_request(LineReader* ctl, int64_t i);
-  Status receive(size_t k, int64_t i);
-  Status check(const PayloadView& view, const EdgeConfig& edge, int64_t i);
-  Status produce_and_send(int64_t i);
+  Status read_control(int timeout_ms);
+  Status next_request(int64_t i);
+  bool abort_requested(int64_t i);
+  Status run_request(int64_t i);
+  Result<Chunk> next_chunk(int64_t i, int64_t c, int64_t sent);
+  Result<Chunk> receive(size_t k, int64_t i, int64_t c);
+  Status check(const PayloadView& view, const EdgeConfig& edge, int64_t i, int64_t c, Chunk* chunk);
+  Status send_chunk(int64_t i, int64_t c, const Chunk& chunk);
+  Status abort_outputs(int64_t i, int64_t c, int64_t t_req);
+  Status send_all(int64_t i, int64_t c, PayloadBuilder b, const Value::Map& fields);
   Status send_until(size_t k, const PayloadKey& key, const PayloadBuilder& b);
+  void finish_request(int64_t i, bool aborted, int64_t t_req, int64_t conn_ns);
+  int64_t connector_ns() const;
   void drain();
   void report_metrics(bool now);
-  void compute() const;
+  void compute(int64_t tokens) const;
 
   const StagePlan& plan_;
   const RunOptions& opts_;
+  std::unique_ptr<LineReader> ctl_;
+  int64_t reqs_ready_ = 0;       // "req i" lines seen
+  std::set<int64_t> abort_req_;  // "abort i" lines seen
   std::vector<std::unique_ptr<Connector>> in_, out_;
   std::vector<InputStats> in_stats_;
   std::vector<uint64_t> full_retries_;  // sends that found no space (ResourceExhausted, retried)
   std::vector<Tensor> outputs_;
-  int64_t output_bytes_ = 0;
+  int64_t output_bytes_ = 0, chunks_sent_ = 0, aborted_ = 0, abort_freed_ = 0;
+  int64_t in_flight_end_ = 0, in_use_end_ = 0, rss_kb_early_ = 0, rss_kb_end_ = 0;
+  // Per request (index i; -1: not measured): connector time here; at a sink, from t_req.
+  std::vector<int64_t> conn_ns_, first_ns_, last_ns_, done_ns_;
+  int64_t first_arrival_ = 0, last_arrival_ = 0;  // this request's, at a sink
+  LatencyHistogram first_chunk_, request_;        // a sink's, for /metrics
   Clock::time_point last_report_{};
 };
 
@@ -158,66 +211,182 @@ Status Stage::connect() {
   }
   in_stats_.resize(in_.size());
   full_retries_.resize(out_.size());
+  for (auto* v : {&conn_ns_, &first_ns_, &last_ns_, &done_ns_}) {
+    v->assign(static_cast<size_t>(opts_.requests), -1);
+  }
   return Status::Ok();
 }
 
 void Stage::shape_outputs() {
   const Workload& w = opts_.workload;
-  auto add = [this](std::string name, DType dt, std::vector<int64_t> shape) {
-    size_t n = dtype_size(dt);
-    for (int64_t d : shape) n *= static_cast<size_t>(d);
-    outputs_.push_back(Tensor{std::move(name), dt, std::move(shape), std::vector<std::byte>(n)});
+  auto add = [this, &w](std::string name, DType dt, int64_t elems, bool flat) {
+    Tensor t{std::move(name), dt, elems, flat, {}};
+    t.data.resize(t.bytes(w.tokens));
+    outputs_.push_back(std::move(t));
   };
-  if (plan_.outputs.empty()) {
-    add("audio", DType::kF32, {w.tokens * w.audio_samples_per_token});
-  } else if (plan_.inputs.empty()) {
-    add("hidden_states", DType::kF32, {w.tokens, w.hidden_size});
-    add("token_ids", DType::kI64, {w.tokens});
+  if (sink()) {
+    add("audio", DType::kF32, w.audio_samples_per_token, true);
+  } else if (source()) {
+    add("hidden_states", DType::kF32, w.hidden_size, false);
+    add("token_ids", DType::kI64, 1, false);
   } else {
-    add("codec_codes", DType::kI64, {w.tokens, w.codes_per_token});
+    add("codec_codes", DType::kI64, w.codes_per_token, false);
   }
 }
 
-Status Stage::next_request(LineReader* ctl, int64_t i) {
+// One control line (source stages): "req <i>" in order, or "abort <i>".
+Status Stage::read_control(int timeout_ms) {
   std::string line;
-  for (;;) {
+  int rc = ctl_->next(&line, timeout_ms);
+  if (rc < 0) return Status::Cancelled("orchestrator closed the control pipe");
+  if (rc == 0) return Status::Timeout("no control line");
+  if (line == "req " + std::to_string(reqs_ready_)) {
+    ++reqs_ready_;
+  } else if (line.rfind("abort ", 0) == 0) {
+    abort_req_.insert(std::strtoll(line.c_str() + 6, nullptr, 10));
+  } else {
+    return Status::Internal("unexpected control line '" + line + "'");
+  }
+  return Status::Ok();
+}
+
+Status Stage::next_request(int64_t i) {
+  while (reqs_ready_ <= i) {
     if (g_stage_stop) return Status::Cancelled("stopped");
-    int rc = ctl->next(&line, 200);
-    if (rc < 0) return Status::Cancelled("orchestrator closed the control pipe");
-    if (rc == 0) {
+    Status st = read_control(200);
+    if (st.code() == StatusCode::kTimeout) {
       report_metrics(false);
       continue;
     }
-    if (line == "req " + std::to_string(i)) return Status::Ok();
-    return Status::Internal("unexpected control line '" + line + "'");
+    OMNICONN_RETURN_IF_ERROR(st);
+  }
+  return Status::Ok();
+}
+
+bool Stage::abort_requested(int64_t i) {
+  for (int k = 0; k < 1000 && read_control(0).ok(); ++k) {
+  }
+  return abort_req_.erase(i) > 0;
+}
+
+// Chunk c of request i: made here (a source: the next tokens) or received from every input
+// (each must say the same: tokens, finished, aborted).
+Result<Chunk> Stage::next_chunk(int64_t i, int64_t c, int64_t sent) {
+  const Workload& w = opts_.workload;
+  if (source()) {
+    Chunk out;
+    int64_t n = !opts_.stream ? w.tokens : c == 0 ? w.first_chunk_tokens : w.chunk_tokens;
+    out.tokens = std::min(n, w.tokens - sent);
+    out.finished = sent + out.tokens >= w.tokens;
+    return out;
+  }
+  Chunk first;
+  for (size_t k = 0; k < in_.size(); ++k) {
+    OMNICONN_ASSIGN_OR_RETURN(Chunk got, receive(k, i, c));
+    if (k == 0) {
+      first = got;
+    } else if (got.tokens != first.tokens || got.finished != first.finished ||
+               got.aborted != first.aborted) {
+      return Status::Corrupt(request_name(i) + " chunk " + std::to_string(c) +
+                             ": the inputs disagree on the chunk");
+    }
+  }
+  return first;
+}
+
+Status Stage::run_request(int64_t i) {
+  const int64_t conn0 = connector_ns();
+  const int64_t t_req = source() ? now_ns() : 0;
+  int64_t sent = 0;
+  for (int64_t c = 0;; ++c) {
+    OMNICONN_ASSIGN_OR_RETURN(Chunk chunk, next_chunk(i, c, sent));
+    if (source()) chunk.t_req = t_req;
+    if (chunk.aborted) {
+      OMNICONN_RETURN_IF_ERROR(abort_outputs(i, c, chunk.t_req));
+      finish_request(i, true, chunk.t_req, connector_ns() - conn0);
+      return Status::Ok();
+    }
+    compute(chunk.tokens);
+    OMNICONN_RETURN_IF_ERROR(send_chunk(i, c, chunk));
+    sent += chunk.tokens;
+    if (chunk.finished) {
+      finish_request(i, false, chunk.t_req, connector_ns() - conn0);
+      return Status::Ok();
+    }
+    if (source() && c + 1 >= opts_.abort_after_chunks && abort_requested(i)) {
+      OMNICONN_RETURN_IF_ERROR(abort_outputs(i, c + 1, t_req));
+      finish_request(i, true, t_req, connector_ns() - conn0);
+      return Status::Ok();
+    }
   }
 }
 
-Status Stage::check(const PayloadView& view, const EdgeConfig& edge, int64_t i) {
+void Stage::finish_request(int64_t i, bool aborted, int64_t t_req, int64_t conn_ns) {
+  auto at = static_cast<size_t>(i);
+  conn_ns_[at] = conn_ns;
+  aborted_ += aborted ? 1 : 0;
+  ++requests;
+  if (!sink()) return;
+  if (!aborted) {
+    first_ns_[at] = first_arrival_ - t_req;
+    last_ns_[at] = last_arrival_ - t_req;
+    done_ns_[at] = now_ns() - t_req;
+    first_chunk_.observe(first_ns_[at]);
+    request_.observe(done_ns_[at]);
+  }
+  write_line(plan_.evt_fd, "done " + std::to_string(i) + (aborted ? " aborted" : ""));
+}
+
+// The time this stage's connectors spent in successful calls so far (put + get).
+int64_t Stage::connector_ns() const {
+  uint64_t ns = 0;
+  for (const auto* side : {&in_, &out_}) {
+    for (const auto& c : *side) {
+      Metrics m = c->metrics();
+      ns += m.put_latency.sum_ns + m.get_latency.sum_ns;
+    }
+  }
+  return static_cast<int64_t>(ns);
+}
+
+Status Stage::check(const PayloadView& view, const EdgeConfig& edge, int64_t i, int64_t c,
+                    Chunk* chunk) {
   std::string where = "edge " + edge.from + "->" + edge.to + " " + request_name(i);
-  if (view.key().request_id != request_name(i)) {
-    return Status::Corrupt(where + ": got " + view.key().request_id + " (out of order or lost)");
+  std::string want = opts_.stream ? chunk_key(request_name(i), edge.from, c) : request_name(i);
+  if (view.key().request_id != want) {
+    return Status::Corrupt(where + ": got " + view.key().request_id + " for " + want +
+                           " (out of order or lost)");
   }
   const PayloadReader& r = view.reader();
+  auto fields = r.fields();
+  if (!fields.ok()) return fields.status().WithContext(where);
+  auto field = [&](std::string_view k) -> const Value* { return fields->find(k); };
+  auto flag = [&](std::string_view k) {
+    return field(k) && field(k)->as_bool() && *field(k)->as_bool();
+  };
+  chunk->finished = flag(kFinishedField);
+  chunk->aborted = flag(kAbortedField);
+  chunk->tokens = field("tokens") ? field("tokens")->as_int().value_or(0) : 0;
+  chunk->t_req = field("t_req") ? field("t_req")->as_int().value_or(0) : 0;
+  if (chunk->aborted) return Status::Ok();  // the marker carries no tensors
   if (r.tensor_count() == 0) return Status::Corrupt(where + ": no tensors");
   for (const TensorView& t : r.tensors()) {
-    if (!verify(t.data.data(), t.data.size(), static_cast<uint64_t>(i), salt_of(t.name))) {
+    if (!verify(t.data.data(), t.data.size(), seq_of(i, c), salt_of(t.name))) {
       return Status::Corrupt(where + ": tensor '" + std::string(t.name) + "' content mismatch");
     }
   }
   return Status::Ok();
 }
 
-Status Stage::receive(size_t k, int64_t i) {
+Result<Chunk> Stage::receive(size_t k, int64_t i, int64_t c) {
   const EdgeConfig& e = *plan_.inputs[k];
   auto start = Clock::now();
   for (;;) {
     auto view = in_[k]->recv(e.from, e.to, deadline_in(std::chrono::milliseconds(200)));
     if (view.ok()) {
       int64_t t1 = now_ns();
-      auto fields = view->reader().fields();
-      const Value* ts = fields.ok() ? fields->find("t_send") : nullptr;
-      Status st = check(*view, e, i);
+      Chunk chunk;
+      Status st = check(*view, e, i, c, &chunk);
       InputStats& s = in_stats_[k];
       if (!st.ok()) {
         ++s.errors;
@@ -225,11 +394,15 @@ Status Stage::receive(size_t k, int64_t i) {
       }
       ++s.count;
       s.bytes += static_cast<int64_t>(view->bytes().size());
+      auto fields = view->reader().fields();
+      const Value* ts = fields.ok() ? fields->find("t_send") : nullptr;
       if (ts != nullptr && ts->as_int()) {
         s.lat_ns.push_back(t1 - *ts->as_int());
         s.e2e.observe(t1 - *ts->as_int());
       }
-      return Status::Ok();
+      if (k == 0 && c == 0) first_arrival_ = t1;
+      if (k == 0) last_arrival_ = t1;
+      return chunk;
     }
     if (view.status().code() != StatusCode::kTimeout) {
       ++in_stats_[k].errors;
@@ -257,55 +430,91 @@ Status Stage::send_until(size_t k, const PayloadKey& key, const PayloadBuilder& 
   }
 }
 
-// The stage's own work on a request: tokens x its per-token time, asleep.
-void Stage::compute() const {
+// The stage's own work on `tokens` tokens: tokens x its per-token time, asleep.
+void Stage::compute(int64_t tokens) const {
   const Workload& w = opts_.workload;
-  double us = plan_.inputs.empty()    ? w.source_us_per_token
-              : plan_.outputs.empty() ? w.sink_us_per_token
-                                      : w.middle_us_per_token;
+  double us = source() ? w.source_us_per_token
+              : sink() ? w.sink_us_per_token
+                       : w.middle_us_per_token;
   if (us <= 0) return;
   std::this_thread::sleep_for(
-      std::chrono::nanoseconds(static_cast<int64_t>(us * 1000.0 * static_cast<double>(w.tokens))));
+      std::chrono::nanoseconds(static_cast<int64_t>(us * 1000.0 * static_cast<double>(tokens))));
 }
 
-Status Stage::produce_and_send(int64_t i) {
-  for (Tensor& t : outputs_)
-    fill(t.data.data(), t.data.size(), static_cast<uint64_t>(i), salt_of(t.name));
-  if (plan_.outputs.empty()) {
-    for (const Tensor& t : outputs_) output_bytes_ += static_cast<int64_t>(t.data.size());
-    return write_line(plan_.evt_fd, "done " + std::to_string(i))
-               ? Status::Ok()
-               : Status::Cancelled("orchestrator gone");
+// Chunk c to every output (fields: seq, chunk, tokens, finished, aborted, t_req, t_send), keyed
+// by the chunk key when streaming.
+Status Stage::send_all(int64_t i, int64_t c, PayloadBuilder out, const Value::Map& fields) {
+  for (size_t k = 0; k < out_.size(); ++k) {
+    const EdgeConfig& e = *plan_.outputs[k];
+    Value::Map f = fields;
+    f.emplace("t_send", Value(now_ns()));
+    OMNICONN_RETURN_IF_ERROR(out.set_fields(Value(std::move(f))));
+    std::string id = opts_.stream ? chunk_key(request_name(i), e.from, c) : request_name(i);
+    Status st = send_until(k, PayloadKey{std::move(id), e.from, e.to}, out);
+    if (!st.ok()) return st.WithContext("edge " + e.from + "->" + e.to);
+    ++chunks_sent_;
+  }
+  return Status::Ok();
+}
+
+Value::Map chunk_fields(int64_t i, int64_t c, const Chunk& chunk) {
+  Value::Map f;
+  f.emplace("seq", Value(i));
+  f.emplace(std::string(kChunkField), Value(c));
+  f.emplace("tokens", Value(chunk.tokens));
+  f.emplace(std::string(kFinishedField), Value(chunk.finished || chunk.aborted));
+  if (chunk.aborted) f.emplace(std::string(kAbortedField), Value(true));
+  f.emplace("t_req", Value(chunk.t_req));
+  return f;
+}
+
+Status Stage::send_chunk(int64_t i, int64_t c, const Chunk& chunk) {
+  for (Tensor& t : outputs_) {
+    fill(t.data.data(), t.bytes(chunk.tokens), seq_of(i, c), salt_of(t.name));
+  }
+  if (sink()) {
+    for (const Tensor& t : outputs_) output_bytes_ += static_cast<int64_t>(t.bytes(chunk.tokens));
+    return Status::Ok();
   }
   PayloadBuilder b;
   for (const Tensor& t : outputs_) {
-    OMNICONN_RETURN_IF_ERROR(b.add_tensor(t.name, t.dtype, t.shape, t.data.data()));
+    OMNICONN_RETURN_IF_ERROR(b.add_tensor(t.name, t.dtype, t.shape(chunk.tokens), t.data.data()));
   }
-  for (size_t k = 0; k < out_.size(); ++k) {
-    const EdgeConfig& e = *plan_.outputs[k];
-    Value::Map fields;
-    fields.emplace("seq", Value(i));
-    fields.emplace("t_send", Value(now_ns()));
-    OMNICONN_RETURN_IF_ERROR(b.set_fields(Value(std::move(fields))));
-    Status st = send_until(k, PayloadKey{request_name(i), e.from, e.to}, b);
-    if (!st.ok()) return st.WithContext("edge " + e.from + "->" + e.to);
+  return send_all(i, c, std::move(b), chunk_fields(i, c, chunk));
+}
+
+// A request cancelled mid-stream: what this stage sent and downstream has not read is freed,
+// and the stream ends with an aborted marker (chunk c) on every output.
+Status Stage::abort_outputs(int64_t i, int64_t c, int64_t t_req) {
+  for (auto& o : out_) {
+    uint64_t before = o->metrics().in_flight;
+    (void)o->cleanup(request_name(i));
+    abort_freed_ += static_cast<int64_t>(before - std::min(before, o->metrics().in_flight));
   }
-  return Status::Ok();
+  if (sink()) return Status::Ok();
+  Chunk marker;
+  marker.aborted = true;
+  marker.t_req = t_req;
+  return send_all(i, c, PayloadBuilder(), chunk_fields(i, c, marker));
 }
 
 Status Stage::run() {
   OMNICONN_RETURN_IF_ERROR(connect());
   shape_outputs();
-  LineReader ctl(plan_.ctl_fd);
+  ctl_ = std::make_unique<LineReader>(plan_.ctl_fd);
   for (int64_t i = 0; i < opts_.requests; ++i) {
-    if (plan_.inputs.empty()) OMNICONN_RETURN_IF_ERROR(next_request(&ctl, i));
-    for (size_t k = 0; k < in_.size(); ++k) OMNICONN_RETURN_IF_ERROR(receive(k, i));
-    compute();
-    OMNICONN_RETURN_IF_ERROR(produce_and_send(i));
-    ++requests;
+    if (source()) OMNICONN_RETURN_IF_ERROR(next_request(i));
+    OMNICONN_RETURN_IF_ERROR(run_request(i));
+    if (i == std::min<int64_t>(9, opts_.requests - 1)) rss_kb_early_ = resident_kb();
     report_metrics(false);
   }
   drain();
+  for (auto& o : out_) {
+    Metrics m = o->metrics();
+    in_flight_end_ += static_cast<int64_t>(m.in_flight);
+    in_use_end_ += static_cast<int64_t>(m.in_use_bytes);
+  }
+  rss_kb_end_ = resident_kb();
   report_metrics(true);
   return Status::Ok();
 }
@@ -343,7 +552,12 @@ void Stage::report_metrics(bool now) {
   for (size_t k = 0; k < out_.size(); ++k) {
     add(*plan_.outputs[k], "out", *out_[k], 0, full_retries_[k]);
   }
-  write_line(plan_.evt_fd, "metrics " + json{{"requests", requests}, {"edges", edges}}.dump());
+  json line = {{"requests", requests}, {"edges", edges}};
+  if (sink()) {
+    line["first_chunk"] = histogram_json(first_chunk_);
+    line["request"] = histogram_json(request_);
+  }
+  write_line(plan_.evt_fd, "metrics " + line.dump());
 }
 
 // Outputs stay readable only while this process lives: wait until downstream took them.
@@ -379,8 +593,26 @@ json Stage::stats() const {
                     {"to", plan_.outputs[k]->to},
                     {"inline", out_[k]->metrics().inline_payloads}});
   }
-  return {{"stage", plan_.stage->id},      {"rss_kb", ru.ru_maxrss}, {"requests", requests},
-          {"output_bytes", output_bytes_}, {"edges", edges},         {"sent", sent}};
+  json out = {{"stage", plan_.stage->id},
+              {"rss_kb", ru.ru_maxrss},
+              {"requests", requests},
+              {"aborted", aborted_},
+              {"abort_freed", abort_freed_},
+              {"in_flight_end", in_flight_end_},
+              {"in_use_bytes_end", in_use_end_},
+              {"rss_kb_early", rss_kb_early_},
+              {"rss_kb_end", rss_kb_end_},
+              {"chunks_sent", chunks_sent_},
+              {"output_bytes", output_bytes_},
+              {"edges", edges},
+              {"sent", sent},
+              {"conn_ns", conn_ns_}};
+  if (sink()) {
+    out["first_ns"] = first_ns_;
+    out["last_ns"] = last_ns_;
+    out["done_ns"] = done_ns_;
+  }
+  return out;
 }
 
 }  // namespace

@@ -4,6 +4,8 @@
 
 #include <thread>
 
+#include "omniconn/stream.h"
+
 namespace omniconn::shm {
 
 namespace {
@@ -260,7 +262,7 @@ size_t ShmAllocator::cleanup(std::string_view request_id) {
   std::lock_guard lock(mu_);
   size_t freed = 0;
   for_each_in_use_locked([&](Segment* seg, uint32_t slot, SlotInfo* info) {
-    if (info->request_id != request_id) return;
+    if (!belongs_to_request(info->request_id, request_id)) return;
     uint64_t ctl = seg->slots[slot].ctl.load(std::memory_order_acquire);
     if (ctl_state(ctl) != kPublished) return;
     if (seg->slots[slot].ctl.compare_exchange_strong(ctl, slot_ctl(ctl_gen(ctl), 0, kFree))) {

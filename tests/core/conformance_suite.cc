@@ -14,6 +14,7 @@
 
 #include "core/conformance.h"
 #include "omniconn/connector.h"
+#include "omniconn/stream.h"
 #include "test_util.h"
 
 namespace omniconn::testing {
@@ -286,6 +287,56 @@ TEST_P(Conformance, CleanupDropsUnreadPayloadsOfOneRequest) {
 
 // Readers are forked before the writer's connector exists: a process forked from one that
 // already started a Mooncake client cannot start another.
+// A stream cancelled mid-way (channel mode, chunk keys "{request}_{stage}_{chunk}"):
+// cleanup(request) on the writing side frees every chunk sent and not yet read; the reader
+// skips them and gets the stream's end marker, then the other requests' chunks in order.
+TEST_P(Conformance, CleanupFreesTheUnreadChunksOfAStream) {
+  constexpr int kRequests = 10, kChunks = 4;
+  constexpr size_t kChunkBytes = 200 * 1024;
+  MsgPipe go;
+  pid_t consumer = spawn([&] {
+    auto r = make();
+    CHILD_CHECK(r != nullptr);
+    std::string msg;
+    CHILD_CHECK(go.read(&msg));
+    for (int q = 0; q < kRequests; ++q) {
+      const std::string req = "r" + std::to_string(q);
+      const bool aborted = q % 2 == 0;
+      for (int c = aborted ? kChunks : 0; c < (aborted ? kChunks + 1 : kChunks); ++c) {
+        auto v = r->recv("0", "1", deadline_in(10s));
+        CHILD_OK(v);
+        CHILD_CHECK(v->key().request_id == chunk_key(req, "0", c));
+        if (!aborted) {
+          CHILD_CHECK(verify_payload(*v, kChunkBytes, static_cast<uint64_t>(q * 16 + c)).empty());
+        }
+      }
+    }
+    return 0;
+  });
+  auto c = make();
+  for (int q = 0; q < kRequests; ++q) {
+    const std::string req = "r" + std::to_string(q);
+    for (int k = 0; k < kChunks; ++k) {
+      TestPayload p(kChunkBytes, static_cast<uint64_t>(q * 16 + k));
+      ASSERT_TRUE(
+          c->send(PayloadKey{chunk_key(req, "0", k), "0", "1"}, p.builder, deadline_in(5s)).ok());
+    }
+    if (q % 2 != 0) continue;
+    ASSERT_TRUE(c->cleanup(req).ok());  // cancelled after its 4th chunk
+    TestPayload end(8, 0);
+    ASSERT_TRUE(
+        c->send(PayloadKey{chunk_key(req, "0", kChunks), "0", "1"}, end.builder, deadline_in(5s))
+            .ok());
+  }
+  EXPECT_EQ(in_flight(*c), static_cast<uint64_t>(kRequests / 2 * kChunks));  // the others'
+  go.write("go");
+  EXPECT_EQ(wait_child(consumer), 0);
+  auto until = Clock::now() + 10s;  // the reader's releases reach the writer
+  while (in_flight(*c) != 0 && Clock::now() < until) std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(in_flight(*c), 0u);
+  EXPECT_EQ(c->metrics().in_use_bytes, 0u);
+}
+
 TEST_P(Conformance, GetsOutOfOrderInAnotherProcess) {
   constexpr int kCount = 16;
   MsgPipe descs;

@@ -32,6 +32,7 @@
 #include "omniconn/extra.h"
 #include "omniconn/plugin.h"
 #include "omniconn/registry.h"
+#include "omniconn/stream.h"
 
 namespace file_connector {
 
@@ -322,7 +323,7 @@ class FileConnector final : public ConnectorBase {
   Status cleanup(std::string_view request_id) override {
     std::lock_guard lock(mu_);
     for (auto it = unread_.begin(); it != unread_.end();) {
-      if (it->second.request != request_id) {
+      if (!belongs_to_request(it->second.request, request_id)) {
         ++it;
         continue;
       }

@@ -246,6 +246,75 @@ TEST(Runtime, MetricsEndpointServesTheRunWhileItLasts) {
   }
 }
 
+// Streaming: every chunk of every request crosses both edges in order (each stage checks key,
+// order and content), and the sink's first chunk comes well before its last.
+TEST(Runtime, StreamedRequestsArriveChunkByChunk) {
+  PipelineConfig config = parse(kThreeStages);
+  RunOptions o = small(30);
+  o.stream = true;
+  o.workload.tokens = 64;
+  o.workload.first_chunk_tokens = 8;
+  o.workload.chunk_tokens = 16;       // 8 + 16 + 16 + 16 + 8: 5 chunks
+  o.workload.sink_us_per_token = 40;  // 2.56 ms of sink work per request
+  auto report = run_pipeline(config, o);
+  ASSERT_TRUE(report.ok()) << report.status().ToString();
+  const RequestReport& q = report->requests;
+  EXPECT_EQ(report->requests_done, 30);
+  EXPECT_TRUE(q.stream);
+  EXPECT_EQ(q.measured, 30);
+  EXPECT_EQ(q.aborted, 0);
+  EXPECT_EQ(q.chunks_sent, 30 * 5 * 2);
+  EXPECT_EQ(q.chunks_received, 30 * 5 * 2);
+  for (const EdgeReport& e : report->edges) EXPECT_EQ(e.requests, 30 * 5) << e.from << e.to;
+  EXPECT_GT(q.first_chunk_p50_ms, 0);
+  EXPECT_LT(q.first_chunk_p50_ms, q.last_chunk_p50_ms);
+  EXPECT_LE(q.last_chunk_p50_ms, q.request_p50_ms);
+  EXPECT_GE(q.request_p50_ms, 2.0);  // at least the sink's own work
+  EXPECT_GT(q.connector_share_p50, 0);
+  EXPECT_LT(q.connector_share_p99, 1);
+  std::string text = format_report(*report);
+  EXPECT_NE(text.find("first chunk"), std::string::npos) << text;
+}
+
+// The acceptance of issue 17: 1000 streamed requests cancelled mid-stream. Every chunk sent and
+// not read is freed: nothing in flight, no transport bytes in use at the end, and the stages'
+// resident sets do not grow with the number cancelled.
+TEST(Runtime, CancelledStreamsLeaveNothingBehind) {
+  PipelineConfig config = parse(kThreeStages);
+  RunOptions o = small(1000);
+  o.stream = true;
+  o.concurrency = 8;
+  o.workload.tokens = 64;
+  o.workload.hidden_size = 8192;  // 256 KiB chunks of hidden states: through the arena
+  o.workload.first_chunk_tokens = 8;
+  o.workload.chunk_tokens = 8;          // 8 chunks; cancelled after the 3rd
+  o.workload.middle_us_per_token = 20;  // the talker lags: chunks wait unread
+  o.abort_every = 1;
+  o.abort_after_chunks = 3;
+  auto report = run_pipeline(config, o);
+  ASSERT_TRUE(report.ok()) << report.status().ToString();
+  const RequestReport& q = report->requests;
+  EXPECT_EQ(report->requests_done, 1000);
+  EXPECT_EQ(q.aborted, 1000);
+  EXPECT_EQ(q.measured, 0);
+  EXPECT_GT(q.abort_freed, 0) << "no chunk was waiting unread when its request was cancelled";
+  EXPECT_LT(q.chunks_received, q.chunks_sent);
+  for (const StageReport& s : report->stages) {
+    EXPECT_EQ(s.in_flight_end, 0) << "stage " << s.id;
+    EXPECT_EQ(s.in_use_bytes_end, 0) << "stage " << s.id;
+    EXPECT_LT(s.rss_kb_end, s.rss_kb_early + 16 * 1024) << "stage " << s.id;  // < 16 MiB more
+    std::printf(
+        "stage %s: %lld unread chunks freed; in flight at the end %lld, bytes in use %lld; "
+        "RSS after 10 requests %lld KiB, at the end %lld KiB\n",
+        s.id.c_str(), static_cast<long long>(s.abort_freed),
+        static_cast<long long>(s.in_flight_end), static_cast<long long>(s.in_use_bytes_end),
+        static_cast<long long>(s.rss_kb_early), static_cast<long long>(s.rss_kb_end));
+  }
+  std::printf("chunks sent %lld, received %lld, unread chunks freed %lld\n",
+              static_cast<long long>(q.chunks_sent), static_cast<long long>(q.chunks_received),
+              static_cast<long long>(q.abort_freed));
+}
+
 // A worker that joins with the right config and then says what no omniconn says: the run ends
 // naming its host, rather than dropping the message (a lost completion would hang the run).
 TEST(Runtime, MalformedControlMessageEndsTheRunNamingTheWorker) {
@@ -296,6 +365,15 @@ TEST(Runtime, RejectsBadOptions) {
   o.concurrency = 0;
   auto report = run_pipeline(config, o);
   EXPECT_EQ(report.status().code(), StatusCode::kInvalidArgument);
+  RunOptions abort_without_stream = small(10);
+  abort_without_stream.abort_every = 2;
+  auto r2 = run_pipeline(config, abort_without_stream);
+  EXPECT_EQ(r2.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(r2.status().message().find("--stream"), std::string::npos) << r2.status().ToString();
+  RunOptions no_chunk = small(10);
+  no_chunk.stream = true;
+  no_chunk.workload.chunk_tokens = 0;
+  EXPECT_EQ(run_pipeline(config, no_chunk).status().code(), StatusCode::kInvalidArgument);
 }
 
 }  // namespace

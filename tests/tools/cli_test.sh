@@ -88,6 +88,25 @@ check "stats --help documents --once" grep -q -- '--once' "$tmp/out"
 check "run --metrics with a bad port exits 1" test $? -eq 1
 check "run --metrics with a bad port names it" grep -q -- "--metrics.*99999" "$tmp/out"
 
+# Streaming: chunk by chunk, the report's per-request lines; cancelling needs --stream; a file
+# with async_chunk: true streams unless --no-stream.
+"$bin" run "$src/examples/qwen2_5_omni.yaml" --requests 20 --tokens 64 --stream \
+  --first-chunk-tokens 8 --chunk-tokens 16 --abort-every 4 --json "$tmp/stream.json" >"$tmp/out" 2>&1
+check "run --stream exits 0" test $? -eq 0
+check "run --stream reports the first chunk" grep -q 'first chunk .* ms, last chunk' "$tmp/out"
+check "run --stream reports the cancelled requests" grep -q 'aborted requests 5' "$tmp/out"
+check "run --stream JSON has the request times" grep -q '"first_chunk_p50_ms"' "$tmp/stream.json"
+"$bin" run "$src/examples/qwen2_5_omni.yaml" --requests 5 --abort-every 2 >"$tmp/out" 2>&1
+check "--abort-every without --stream exits 1" test $? -eq 1
+check "--abort-every without --stream says why" grep -q 'needs --stream' "$tmp/out"
+cp -r "$src/examples/deploy" "$tmp/deploy"
+sed -i 's/^async_chunk: false/async_chunk: true/' "$tmp/deploy/qwen2_5_omni.yaml"
+"$bin" run "$tmp/deploy/qwen2_5_omni.yaml" --requests 5 --tokens 32 >"$tmp/out" 2>&1
+check "async_chunk: true streams" grep -q 'streaming every edge (the file sets async_chunk: true' "$tmp/out"
+check "async_chunk: true run exits 0" grep -q '(streamed)' "$tmp/out"
+"$bin" run "$tmp/deploy/qwen2_5_omni.yaml" --requests 5 --tokens 32 --no-stream >"$tmp/out" 2>&1
+check "--no-stream overrides async_chunk" test "$(grep -c 'streamed\|streaming every' "$tmp/out")" -eq 0
+
 # Without the Mooncake store library: exit 1 and say how to provide it.
 env -u MOONCAKE_STORE_LIBRARY "$bin" run "$src/examples/qwen2_5_omni_mooncake.yaml" \
   --requests 5 >"$tmp/out" 2>&1
