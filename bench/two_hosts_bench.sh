@@ -45,7 +45,9 @@ if [ "$quick" = 1 ]; then iters=3 requests=40; fi
 
 cfg=$src/examples/multihost/qwen2_5_omni_two_hosts.yaml
 export MOONCAKE_MASTER_HOST=$A
-run_args=(--requests "$requests" --concurrency 4 --no-progress)
+# No stage work: the figure is what the connectors carry.
+run_args=(--requests "$requests" --concurrency 4 --no-progress --source-us-per-token 0
+  --middle-us-per-token 0 --sink-us-per-token 0)
 # The pipeline split: stage 0 on A, stages 1-2 on B.
 OMNICONN_HOST=$A simhosts_bg a "$tmp/orch.log" "$bin" run "$cfg" --listen "$A:7000" --local 0 \
   --host-name A "${run_args[@]}" --json "$tmp/two_hosts.json"

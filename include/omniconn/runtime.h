@@ -25,10 +25,13 @@ struct Workload {
   int64_t codes_per_token = 8;
   int64_t audio_samples_per_token = 960;  // 24 kHz audio at 25 tokens/s
   // Stage work per token, in microseconds (the stage sleeps tokens x this per request, as a
-  // stage waiting on its accelerator would): source, middle and sink stages. 0: none.
-  double source_us_per_token = 0;
-  double middle_us_per_token = 0;
-  double sink_us_per_token = 0;
+  // stage waiting on its accelerator would): source, middle and sink stages; 0: none. The
+  // defaults are vllm-omni's published Thinker time per output token (8.3 ms, Qwen3-Omni on
+  // H800, async_chunk docs) scaled by 1/1000 so that a run takes seconds, the Talker and
+  // Code2Wav shaped lighter.
+  double source_us_per_token = 8;
+  double middle_us_per_token = 4;
+  double sink_us_per_token = 1;
   // Streaming (RunOptions::stream): a request crosses each edge as chunks of tokens, the first
   // of first_chunk_tokens, then chunk_tokens each (the talker -> code2wav shape of
   // Qwen-Omni's codec streaming: a small first chunk, then 25 frames).

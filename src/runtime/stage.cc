@@ -280,18 +280,28 @@ Result<Chunk> Stage::next_chunk(int64_t i, int64_t c, int64_t sent) {
     out.finished = sent + out.tokens >= w.tokens;
     return out;
   }
-  Chunk first;
+  std::vector<Chunk> got(in_.size());
+  bool aborted = false;
   for (size_t k = 0; k < in_.size(); ++k) {
-    OMNICONN_ASSIGN_OR_RETURN(Chunk got, receive(k, i, c));
-    if (k == 0) {
-      first = got;
-    } else if (got.tokens != first.tokens || got.finished != first.finished ||
-               got.aborted != first.aborted) {
+    OMNICONN_ASSIGN_OR_RETURN(got[k], receive(k, i, c));
+    aborted = aborted || got[k].aborted;
+  }
+  // Cancelled: an input whose path still delivered chunk c is read on to its marker.
+  for (size_t k = 0; aborted && k < in_.size(); ++k) {
+    for (int64_t next = c + 1; !got[k].aborted; ++next) {
+      if (got[k].finished) {
+        return Status::Corrupt(request_name(i) + ": finished on one input, cancelled on another");
+      }
+      OMNICONN_ASSIGN_OR_RETURN(got[k], receive(k, i, next));
+    }
+  }
+  for (const Chunk& g : got) {
+    if (g.tokens != got[0].tokens || g.finished != got[0].finished) {
       return Status::Corrupt(request_name(i) + " chunk " + std::to_string(c) +
                              ": the inputs disagree on the chunk");
     }
   }
-  return first;
+  return got[0];
 }
 
 Status Stage::run_request(int64_t i) {
@@ -352,11 +362,6 @@ int64_t Stage::connector_ns() const {
 Status Stage::check(const PayloadView& view, const EdgeConfig& edge, int64_t i, int64_t c,
                     Chunk* chunk) {
   std::string where = "edge " + edge.from + "->" + edge.to + " " + request_name(i);
-  std::string want = opts_.stream ? chunk_key(request_name(i), edge.from, c) : request_name(i);
-  if (view.key().request_id != want) {
-    return Status::Corrupt(where + ": got " + view.key().request_id + " for " + want +
-                           " (out of order or lost)");
-  }
   const PayloadReader& r = view.reader();
   auto fields = r.fields();
   if (!fields.ok()) return fields.status().WithContext(where);
@@ -368,6 +373,16 @@ Status Stage::check(const PayloadView& view, const EdgeConfig& edge, int64_t i, 
   chunk->aborted = flag(kAbortedField);
   chunk->tokens = field("tokens") ? field("tokens")->as_int().value_or(0) : 0;
   chunk->t_req = field("t_req") ? field("t_req")->as_int().value_or(0) : 0;
+  // In order: chunk c, or the marker of a cancelled request at c or later (the chunks between
+  // were freed unread).
+  const std::string& got = view.key().request_id;
+  std::string want = opts_.stream ? chunk_key(request_name(i), edge.from, c) : request_name(i);
+  int64_t marker_at = field(kChunkField) ? field(kChunkField)->as_int().value_or(-1) : -1;
+  bool later_marker = opts_.stream && chunk->aborted && marker_at >= c &&
+                      got == chunk_key(request_name(i), edge.from, marker_at);
+  if (got != want && !later_marker) {
+    return Status::Corrupt(where + ": got " + got + " for " + want + " (out of order or lost)");
+  }
   if (chunk->aborted) return Status::Ok();  // the marker carries no tensors
   if (r.tensor_count() == 0) return Status::Corrupt(where + ": no tensors");
   for (const TensorView& t : r.tensors()) {

@@ -25,7 +25,7 @@ def _reader(ns, requests, q):
                 obj = c.get("1", "2", omniconn.chunk_key(req, "1", chunk), timeout=10)
                 assert obj is not None, c.last_error()
                 data, _ = obj
-                assert data["codes"][0] == chunk and data["request"] == req
+                assert data["codes"][0, 0] == chunk and data["request"] == req
                 got.append((req, chunk))
                 if data["finished"]:
                     break
