@@ -280,6 +280,14 @@ TEST(Runtime, StreamedRequestsArriveChunkByChunk) {
 // not read is freed: nothing in flight, no transport bytes in use at the end, and the stages'
 // resident sets do not grow with the number cancelled.
 TEST(Runtime, CancelledStreamsLeaveNothingBehind) {
+#ifdef OMNICONN_SANITIZED
+  // ASan keeps freed blocks in a quarantine (256 MiB by default) before reusing them, so a
+  // sanitized stage's RSS grows by up to that much with no leak; 1000 leaked requests of
+  // 8 x 256 KiB chunks would still be ~2 GiB over.
+  constexpr long long kRssGrowthBoundKb = 320 * 1024;
+#else
+  constexpr long long kRssGrowthBoundKb = 16 * 1024;  // < 16 MiB more
+#endif
   PipelineConfig config = parse(kThreeStages);
   RunOptions o = small(1000);
   o.stream = true;
@@ -302,7 +310,7 @@ TEST(Runtime, CancelledStreamsLeaveNothingBehind) {
   for (const StageReport& s : report->stages) {
     EXPECT_EQ(s.in_flight_end, 0) << "stage " << s.id;
     EXPECT_EQ(s.in_use_bytes_end, 0) << "stage " << s.id;
-    EXPECT_LT(s.rss_kb_end, s.rss_kb_early + 16 * 1024) << "stage " << s.id;  // < 16 MiB more
+    EXPECT_LT(s.rss_kb_end, s.rss_kb_early + kRssGrowthBoundKb) << "stage " << s.id;
     std::printf(
         "stage %s: %lld unread chunks freed; in flight at the end %lld, bytes in use %lld; "
         "RSS after 10 requests %lld KiB, at the end %lld KiB\n",
