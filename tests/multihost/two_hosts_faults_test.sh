@@ -42,13 +42,15 @@ fresh_master() {
   master_up
 }
 
-# running CFG ARGS...: a long split run, stages started and requests flowing.
+# running CFG ARGS...: a long split run, stages started and requests flowing through every
+# edge (a fault during the connectors' setup would test Mooncake's setup retries instead: its
+# client retries a dead master 20 times, 4 s each, inside one call).
 running() {
   local cfg=$1
   shift
-  split "$cfg" --requests 100000000 --tokens 32 "$@"
+  split "$cfg" --requests 100000000 --tokens 32 --metrics "$A:9100" "$@"
   wait_started 2 "$tmp/worker.log"
-  sleep 1
+  check "requests flow before the fault" wait_flowing 9100
 }
 
 # The link cut mid-run: heartbeats stop both ways; each side ends its own stages.

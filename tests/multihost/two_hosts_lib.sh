@@ -8,6 +8,8 @@
 #   master_up [ARGS...]      mooncake_master inside A on $A:50051 (HTTP 8080, metrics 9003);
 #                            its pid in $master, log $tmp/master0.log
 #   wait_started N LOG       until LOG shows N stages started (at most 10 s)
+#   wait_flowing PORT        until the orchestrator's /metrics on $A:PORT (run --metrics) counts
+#                            a completed request, i.e. every edge has carried one (at most 30 s)
 #   stage_pid ID LOG         the pid a log says stage ID started with
 #   left_on_hosts            processes still in either namespace, except the master
 #   now_ms                   milliseconds since the epoch
@@ -64,6 +66,25 @@ wait_started() {
     sleep 0.05
   done
   return 1
+}
+
+wait_flowing() {
+  local url="http://$A:$1/metrics"
+  simhosts_exec a /usr/bin/python3 - "$url" <<'PY'
+import re, sys, time, urllib.request
+end = time.monotonic() + 30
+while time.monotonic() < end:
+    try:
+        text = urllib.request.urlopen(sys.argv[1], timeout=1).read().decode()
+        m = re.search(r"^omniconn_run_requests_completed_total(?:\{[^}]*\})? (\S+)$", text, re.M)
+        if m and float(m.group(1)) >= 1:
+            sys.exit(0)
+    except OSError:
+        pass
+    time.sleep(0.1)
+print("wait_flowing: no request completed within 30 s at " + sys.argv[1])
+sys.exit(1)
+PY
 }
 
 stage_pid() { grep -o "stage $1 started (pid [0-9]*" "$2" | grep -o '[0-9]*$'; }
