@@ -13,6 +13,7 @@
 
 #include "omniconn/config.h"
 #include "omniconn/runtime.h"
+#include "plot.h"
 #include "stats.h"
 
 namespace {
@@ -144,9 +145,16 @@ std::string join_ids(const std::vector<std::string>& ids) {
 
 // stream_given: --stream or --no-stream was on the command line (else the file's async_chunk).
 int cmd_run(const LoadArgs& args, RunOptions opts, const std::string& json_path,
-            bool stream_given) {
+            const std::string& plot_path, bool stream_given) {
   ConfigLoad c;
   if (!load(args, &c)) return kInvalidConfig;
+  if (!plot_path.empty()) {  // before the run, not after it
+    std::string problem = tools::plot_problem(plot_path);
+    if (!problem.empty()) {
+      std::fprintf(stderr, "omniconn run: --plot: %s\n", problem.c_str());
+      return kUsage;
+    }
+  }
   const Value* async_chunk = c.config.raw.find("async_chunk");
   if (!stream_given && async_chunk != nullptr && async_chunk->as_bool() &&
       *async_chunk->as_bool()) {
@@ -193,6 +201,17 @@ int cmd_run(const LoadArgs& args, RunOptions opts, const std::string& json_path,
       std::fprintf(stderr, "omniconn run: cannot write %s\n", json_path.c_str());
       return kRunFailed;
     }
+  }
+  if (!plot_path.empty()) {
+    std::string title = args.config + ": " + std::to_string(report->requests_done) +
+                        " requests, concurrency " + std::to_string(opts.concurrency) +
+                        (opts.stream ? ", streamed" : "");
+    std::string failed = tools::plot_run(*report, title, plot_path);
+    if (!failed.empty()) {
+      std::fprintf(stderr, "omniconn run: --plot: %s\n", failed.c_str());
+      return kRunFailed;
+    }
+    std::fprintf(stderr, "omniconn run: plot written to %s\n", plot_path.c_str());
   }
   return kOk;
 }
@@ -251,7 +270,7 @@ int main(int argc, char** argv) {
       "Exit codes: 0 ok, 1 run failed, 2 invalid config, 64 bad usage."};
   app.require_subcommand(1);
   LoadArgs args;
-  std::string json_path;
+  std::string json_path, plot_path;
   RunOptions opts;
   bool no_progress = false, validate_json = false;
   auto add_load_options = [&args](CLI::App* cmd) {
@@ -290,6 +309,10 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   run->add_option("--json", json_path, "also write the results as JSON to this file");
+  run->add_option("--plot", plot_path,
+                  "also draw the run into this .png (or .svg, .pdf): per-edge latency over the "
+                  "run and the time to first chunk at the sink (needs python3-matplotlib); "
+                  "docs/metrics.md");
   run->add_option("--tokens", opts.workload.tokens, "tokens per request")->capture_default_str();
   run->add_option("--hidden-size", opts.workload.hidden_size,
                   "source stage (Thinker) hidden size: hidden states are tokens x this, f32")
@@ -421,5 +444,5 @@ int main(int argc, char** argv) {
   if (*stage) return cmd_stage(args, worker);
   if (*stats) return tools::cmd_stats(stats_args);
   opts.progress = !no_progress && ::isatty(STDERR_FILENO);
-  return cmd_run(args, opts, json_path, stream_flag->count() > 0);
+  return cmd_run(args, opts, json_path, plot_path, stream_flag->count() > 0);
 }

@@ -101,6 +101,9 @@ struct EdgeReport {
   double mb_per_s = 0;  // bytes / wall time
   int64_t errors = 0;
   int64_t inline_payloads = 0;  // of `requests`, those that travelled inline
+  // Per payload, for plots: when it arrived (s since its receiving stage started) and its
+  // latency (ms), in arrival order.
+  std::vector<double> arrival_s{}, latency_ms{};
 };
 
 struct StageReport {
@@ -128,6 +131,7 @@ struct RequestReport {
   double last_chunk_p50_ms = 0, last_chunk_p99_ms = 0;
   double request_p50_ms = 0, request_p99_ms = 0;
   double connector_share_p50 = 0, connector_share_p99 = 0;  // 0..1
+  std::vector<double> first_chunk_ms{};                     // per finished request, for plots
 };
 
 struct RunReport {

@@ -653,6 +653,7 @@ RequestReport Orchestrator::request_report() const {
     share.push_back(static_cast<double>(conn) / static_cast<double>(d));
   }
   q.measured = static_cast<int64_t>(done.size());
+  for (int64_t f : first) q.first_chunk_ms.push_back(static_cast<double>(f) / 1e6);
   q.first_chunk_p50_ms = percentile(first, 0.5);
   q.first_chunk_p99_ms = percentile(first, 0.99);
   q.last_chunk_p50_ms = percentile(last, 0.5);
@@ -693,6 +694,11 @@ RunReport Orchestrator::report() const {
         er.p50_ms = percentile(lat, 0.50);
         er.p99_ms = percentile(lat, 0.99);
         er.max_ms = percentile(lat, 1.0);
+        auto at = s.value("at_ns", std::vector<int64_t>{});
+        for (size_t k = 0; k < lat.size() && k < at.size(); ++k) {
+          er.arrival_s.push_back(static_cast<double>(at[k]) / 1e9);
+          er.latency_ms.push_back(static_cast<double>(lat[k]) / 1e6);
+        }
       }
       for (const json& s : p.stats.value("sent", json::array())) {
         if (s.value("from", "") != e.from || s.value("to", "") != e.to) continue;

@@ -146,6 +146,7 @@ uint64_t seq_of(int64_t i, int64_t c) {
 struct InputStats {
   int64_t count = 0, bytes = 0, errors = 0;
   std::vector<int64_t> lat_ns;
+  std::vector<int64_t> at_ns;  // when each arrived, from the stage's start (for plots)
   LatencyHistogram e2e;
   uint64_t idle = 0;  // recv slices that ended with nothing yet (Timeout, retried)
 };
@@ -196,6 +197,7 @@ class Stage {
   int64_t first_arrival_ = 0, last_arrival_ = 0;  // this request's, at a sink
   LatencyHistogram first_chunk_, request_;        // a sink's, for /metrics
   Clock::time_point last_report_{};
+  int64_t t0_ns_ = now_ns();  // the stage's start: arrival times count from here
 };
 
 Status Stage::connect() {
@@ -413,6 +415,7 @@ Result<Chunk> Stage::receive(size_t k, int64_t i, int64_t c) {
       const Value* ts = fields.ok() ? fields->find("t_send") : nullptr;
       if (ts != nullptr && ts->as_int()) {
         s.lat_ns.push_back(t1 - *ts->as_int());
+        s.at_ns.push_back(t1 - t0_ns_);
         s.e2e.observe(t1 - *ts->as_int());
       }
       if (k == 0 && c == 0) first_arrival_ = t1;
@@ -600,7 +603,8 @@ json Stage::stats() const {
                      {"count", s.count},
                      {"bytes", s.bytes},
                      {"errors", s.errors},
-                     {"lat_ns", s.lat_ns}});
+                     {"lat_ns", s.lat_ns},
+                     {"at_ns", s.at_ns}});
   }
   json sent = json::array();  // what the sending side alone knows
   for (size_t k = 0; k < out_.size(); ++k) {

@@ -25,7 +25,9 @@ mooncake_or_done
 master_up
 cfg=$src/examples/multihost/qwen2_5_omni_two_hosts.yaml
 
-split "$cfg" --requests 50 --concurrency 4 --tokens 64 --json "$tmp/run.json"
+plot=()  # the picture of a split run: its edges' samples come from both hosts
+/usr/bin/python3 -c 'import matplotlib' 2>/dev/null && plot=(--plot "$tmp/run.png")
+split "$cfg" --requests 50 --concurrency 4 --tokens 64 --json "$tmp/run.json" "${plot[@]}"
 wait "$orch"
 check "Mooncake A->B: orchestrator exits 0" test $? -eq 0
 wait "$worker"
@@ -35,6 +37,11 @@ check "Mooncake A->B: no errors" test "$(grep -c '"errors": 0' "$tmp/run.json")"
 check "Mooncake A->B: 0->1 crossed hosts" grep -q '0 -> 1 *A -> B *MooncakeConnector' "$tmp/orch.log"
 check "Mooncake A->B: 1->2 stayed on B in shared memory" \
   grep -q '1 -> 2 *B -> B *SharedMemoryConnector' "$tmp/orch.log"
+if [ ${#plot[@]} -gt 0 ]; then
+  check "Mooncake A->B: --plot draws the split run" test "$(stat -c %s "$tmp/run.png")" -gt 20000
+else
+  echo "SKIP: --plot of the split run: /usr/bin/python3 cannot import matplotlib"
+fi
 grep -E '^(edge|[0-9] ->|[0-9]+ requests)' "$tmp/orch.log"
 
 # A stage killed on B mid-run: every process on both hosts ends, naming the stage and host.

@@ -107,6 +107,28 @@ check "async_chunk: true run exits 0" grep -q '(streamed)' "$tmp/out"
 "$bin" run "$tmp/deploy/qwen2_5_omni.yaml" --requests 5 --tokens 32 --no-stream >"$tmp/out" 2>&1
 check "--no-stream overrides async_chunk" test "$(grep -c 'streamed\|streaming every' "$tmp/out")" -eq 0
 
+# --plot: checked before the run (a bad name or directory is exit 64 and no run), then drawn.
+"$bin" run "$src/examples/qwen2_5_omni.yaml" --requests 5 --plot "$tmp/run.txt" >"$tmp/out" 2>&1
+check "--plot with a bad extension exits 64" test $? -eq 64
+check "--plot with a bad extension names the formats" grep -q 'must end in .png, .svg or .pdf' "$tmp/out"
+check "--plot with a bad extension runs nothing" test "$(grep -c 'requests/s' "$tmp/out")" -eq 0
+"$bin" run "$src/examples/qwen2_5_omni.yaml" --requests 5 --plot "$tmp/no/such/dir/run.png" \
+  >"$tmp/out" 2>&1
+check "--plot into a missing directory exits 64" test $? -eq 64
+check "--plot into a missing directory says so" grep -q 'cannot write .*No such file' "$tmp/out"
+if ! /usr/bin/python3 -c 'import matplotlib' 2>/dev/null; then
+  echo "SKIP: run --plot: /usr/bin/python3 cannot import matplotlib (apt-get install python3-matplotlib)"
+else
+  "$bin" run "$src/examples/qwen2_5_omni.yaml" --requests 40 --tokens 64 --stream \
+    --plot "$tmp/run.png" >"$tmp/out" 2>&1
+  check "run --plot exits 0" test $? -eq 0
+  check "run --plot says where" grep -q "plot written to $tmp/run.png" "$tmp/out"
+  check "run --plot writes a PNG" test "$(head -c 8 "$tmp/run.png" | od -An -tx1 | tr -d ' ')" = \
+    89504e470d0a1a0a
+  check "run --plot's PNG is a picture, not a stub ($(stat -c %s "$tmp/run.png") bytes)" \
+    test "$(stat -c %s "$tmp/run.png")" -gt 20000
+fi
+
 # Without the Mooncake store library: exit 1 and say how to provide it.
 env -u MOONCAKE_STORE_LIBRARY "$bin" run "$src/examples/qwen2_5_omni_mooncake.yaml" \
   --requests 5 >"$tmp/out" 2>&1
