@@ -129,6 +129,23 @@ else
     test "$(stat -c %s "$tmp/run.png")" -gt 20000
 fi
 
+# streamed_clean NAME CFG: 40 requests streamed in 5 chunks over CFG's connectors, every 4th
+# cancelled mid-stream; the run ends with 10 aborted, 30 measured and nothing left in flight or
+# in use on any stage.
+streamed_clean() {
+  local name=$1 cfg=$2
+  "$bin" run "$cfg" --requests 40 --concurrency 4 --tokens 64 --stream --first-chunk-tokens 8 \
+    --chunk-tokens 16 --abort-every 4 --json "$tmp/streamed.json" >"$tmp/out" 2>&1
+  check "$name streamed: exits 0" test $? -eq 0
+  check "$name streamed: 10 aborted, 30 whole, nothing left" /usr/bin/python3 -c "
+import json, sys
+j = json.load(open('$tmp/streamed.json'))
+q = j['request_times']
+left = [(s['in_flight_end'], s['in_use_bytes_end']) for s in j['stages']]
+print(q['aborted'], q['measured'], q['abort_freed'], left)
+sys.exit(not (q['aborted'] == 10 and q['measured'] == 30 and all(x == (0, 0) for x in left)))"
+}
+
 # Without the Mooncake store library: exit 1 and say how to provide it.
 env -u MOONCAKE_STORE_LIBRARY "$bin" run "$src/examples/qwen2_5_omni_mooncake.yaml" \
   --requests 5 >"$tmp/out" 2>&1
@@ -158,6 +175,7 @@ else
     --requests 50 --concurrency 4 --tokens 64 --json "$tmp/mc.json" >"$tmp/out" 2>&1
   check "mooncake run exits 0" test $? -eq 0
   check "mooncake run moved every request" grep -q '"requests_done": 50' "$tmp/mc.json"
+  MOONCAKE_STORE_LIBRARY=$mc_lib streamed_clean mooncake "$src/examples/qwen2_5_omni_mooncake.yaml"
   kill "$master"
   wait "$master" 2>/dev/null
 fi
@@ -307,6 +325,9 @@ YAML
   check "run with plugin: exits 0" test $? -eq 0
   check "run with plugin: all requests" grep -q '30 requests in' "$tmp/out"
   check "run with plugin: no payload file left" \
+    test "$(find "$tmp/files" -name '*.payload*' | wc -l)" -eq 0
+  streamed_clean plugin "$tmp/plugin.yaml"
+  check "plugin streamed: no payload file left" \
     test "$(find "$tmp/files" -name '*.payload*' | wc -l)" -eq 0
   plugin_yaml "" >"$tmp/byenv.yaml"
   OMNICONN_PLUGINS=$plugin "$bin" validate "$tmp/byenv.yaml" >"$tmp/out" 2>&1
