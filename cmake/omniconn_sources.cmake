@@ -12,7 +12,8 @@ set(OMNICONN_SHM_SOURCES
   shm/shm_os.cc shm/shm_reader.cc shm/shm_ring.cc shm/shm_server.cc)
 set(OMNICONN_MOONCAKE_SOURCES
   mooncake/mooncake_api.cc mooncake/mooncake_channel.cc mooncake/mooncake_connector.cc
-  mooncake/mooncake_descriptor.cc mooncake/mooncake_options.cc mooncake/mooncake_store.cc)
+  mooncake/mooncake_descriptor.cc mooncake/mooncake_options.cc mooncake/mooncake_store.cc
+  mooncake/te_api.cc mooncake/te_engine.cc)
 set(OMNICONN_CONFIG_SOURCES config/config.cc config/config_json.cc config/document.cc
                             config/yaml_reader.cc)
 set(OMNICONN_METRICS_SOURCES metrics/metrics_server.cc)
