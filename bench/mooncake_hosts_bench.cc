@@ -5,6 +5,11 @@
 // and B's get is a local copy). Timed: the store (put / commit of a loan), the reader-visible get
 // (get and remove), and their sum, round by round, the three ways alternating.
 //
+// In the same rounds, when libtransfer_engine.so is found: Mooncake's transfer engine between a
+// pool on A and one on B, no store (the baseline of the MooncakeTransferEngineConnector): A
+// pushes (write) and B pulls (read), as one request through the C API and as TeEngine's 4 MiB
+// pieces in flight at once.
+//
 // Hosts are network namespaces that already exist (bench/two_hosts_bench.sh makes them and
 // starts three mooncake_masters inside A, one per way: rpc port 50051 + i, HTTP metadata port
 // 8080 + i, so one way's objects never land in another's segments). Each worker process enters
@@ -15,6 +20,7 @@
 #include <fcntl.h>
 #include <sched.h>
 
+#include <array>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -22,6 +28,7 @@
 #include "mooncake/mooncake_connector.h"
 #include "mooncake/mooncake_env.h"
 #include "mooncake_sides.h"
+#include "te_side.h"
 
 namespace {
 
@@ -95,6 +102,52 @@ bool oc_round(Worker& w, Worker& r, int round, size_t n, Times* t) {
   return ok;
 }
 
+// The transfer engine's four ways, A's engine and B's engine each in a worker.
+const char* kTeWays[] = {"push (A writes), one request", "pull (B reads), one request",
+                         "push, 4 MiB pieces", "pull, 4 MiB pieces"};
+
+struct TeWays {
+  std::string why_not;  // "" when measured
+  std::unique_ptr<Worker> a, b;
+  std::map<size_t, std::array<std::vector<int64_t>, 4>> t;  // per size, per way
+
+  // Opens each side's view of the other's pool; false (with why_not) when it cannot run.
+  bool connect() {
+    std::string wa = a->call("where"), wb = b->call("where");
+    std::string ea = a->call("open " + wb), eb = b->call("open " + wa);
+    why_not = !ea.empty() ? ea : eb;
+    return why_not.empty();
+  }
+
+  bool round(size_t n, bool keep) {
+    const char* q[4] = {"raw write", "raw read", "pieced write", "pieced read"};
+    for (int k = 0; k < 4; ++k) {
+      bool ok = true;
+      int64_t ns = field_ns((k % 2 == 0 ? a : b)->call(strf("%s %zu", q[k], n)), &ok);
+      if (!ok) return false;
+      if (keep) t[n][k].push_back(ns);
+    }
+    return true;
+  }
+
+  // The rows of one size against the raw store's end to end (put_from + get_into).
+  void print(size_t n, double store_total_ms, json* rows) {
+    for (int k = 0; k < 4; ++k) {
+      const std::vector<int64_t>& v = t[n][k];
+      const double m = median_ms(v);
+      const LatencyStats tail = summarize_ns(v);
+      std::printf("%8s  %-30s %9.3f %7.2f %9.3f %12.2fx\n", format_size(n).c_str(), kTeWays[k], m,
+                  static_cast<double>(n) / (m * 1e6), tail.p99_us / 1e3, store_total_ms / m);
+      rows->push_back({{"bytes", n},
+                       {"path", kTeWays[k]},
+                       {"ms", m},
+                       {"p99_ms", tail.p99_us / 1e3},
+                       {"vs_store_raw", store_total_ms / m},
+                       {"iters", v.size()}});
+    }
+  }
+};
+
 int run(const Hosts& h, const std::vector<size_t>& sizes, int iters, const std::string& json_path) {
   if (std::string why = omniconn::testing::mooncake_skip_reason(); !why.empty()) {
     std::printf("mooncake_hosts_bench: skipped: %s\n", why.c_str());
@@ -153,17 +206,37 @@ int run(const Hosts& h, const std::vector<size_t>& sizes, int iters, const std::
   };
   Worker w0(oc_w(0)), r0(oc_r(0)), w1(oc_w(1)), r1(oc_r(1));
   Worker* oc[2][2] = {{&w0, &r0}, {&w1, &r1}};
+  TeWays te;
+  te.why_not = te_library().empty() ? "no libtransfer_engine.so (MOONCAKE_TE_LIBRARY)" : "";
+  auto te_side = [&](const std::string& ns, const std::string& host) {
+    auto side = std::make_shared<TeSide>();
+    return [side, ns, host, max_size](const std::string& q) {
+      if (q != "init") return side->serve(q);
+      std::string e = enter(ns);
+      return e.empty() ? side->init(host, max_size) : e;
+    };
+  };
+  if (te.why_not.empty()) {  // forked before any engine starts in this process (none does)
+    te.a = std::make_unique<Worker>(te_side(h.ns_a, h.a));
+    te.b = std::make_unique<Worker>(te_side(h.ns_b, h.b));
+  }
   for (Worker* w : {&raw_w, &raw_r, &w0, &r0, &w1, &r1}) {
     if (std::string err = w->call("init"); !err.empty()) {
       std::fprintf(stderr, "mooncake_hosts_bench: init: %s\n", err.c_str());
       return 1;
     }
   }
+  if (te.why_not.empty()) {
+    std::string ea = te.a->call("init"), eb = te.b->call("init");
+    te.why_not = !ea.empty() ? ea : eb;
+    if (te.why_not.empty()) te.connect();
+  }
   std::printf("Mooncake from host A (%s) to host B (%s), TCP over a veth pair, load %s\n",
               h.a.c_str(), h.b.c_str(), load_average().c_str());
   std::printf("%8s  %-30s %9s %9s %9s %7s %9s %9s %9s\n", "size", "way", "store ms", "get ms",
               "total ms", "GB/s", "e2e/raw", "get/raw", "p99 ms");
-  json rows = json::array();
+  json rows = json::array(), te_rows = json::array();
+  std::vector<double> store_raw_ms;  // per size, for the transfer engine's table
   int round = 0;
   for (size_t n : sizes) {
     Times t[3];
@@ -180,8 +253,20 @@ int run(const Hosts& h, const std::vector<size_t>& sizes, int iters, const std::
       for (int k = 0; k < 2; ++k) {
         if (!oc_round(*oc[k][0], *oc[k][1], round++, n, &dst[k + 1])) return 1;
       }
+      if (te.why_not.empty() && !te.round(n, sink != nullptr)) return 1;
     }
     for (int k = 0; k < 3; ++k) print_row(n, kWays[k], t[k], t[0], &rows);
+    std::vector<int64_t> raw_total;
+    for (size_t k = 0; k < t[0].store.size(); ++k) raw_total.push_back(t[0].store[k] + t[0].get[k]);
+    store_raw_ms.push_back(median_ms(raw_total));
+  }
+  if (te.why_not.empty()) {
+    std::printf("\nTransfer engine from A to B, no store (P2P handshake, TCP), same rounds\n");
+    std::printf("%8s  %-30s %9s %7s %9s %13s\n", "size", "way", "ms", "GB/s", "p99 ms",
+                "store raw/this");
+    for (size_t i = 0; i < sizes.size(); ++i) te.print(sizes[i], store_raw_ms[i], &te_rows);
+  } else {
+    std::printf("transfer engine: skipped: %s\n", te.why_not.c_str());
   }
   std::string placed[2] = {w0.call("placement"), w1.call("placement")};
   std::printf("puts named a segment: master's placement %s; preferred %s\n", placed[0].c_str(),
@@ -191,6 +276,8 @@ int run(const Hosts& h, const std::vector<size_t>& sizes, int iters, const std::
       "MiB\n");
   if (!json_path.empty()) {
     std::ofstream(json_path) << json{{"rows", rows},
+                                     {"te_rows", te_rows},
+                                     {"te_skipped", te.why_not},
                                      {"placement_master", placed[0]},
                                      {"placement_preferred", placed[1]}}
                                     .dump(1)

@@ -501,7 +501,7 @@ def two_hosts_tables(runs):
     if not d:
         why = "Not measured in this run: " + runs.get("two_hosts", {}).get(
             "reason", "two_hosts did not run") + "."
-        return {"two_hosts_transfer": why, "two_hosts_pipeline": why}
+        return {"two_hosts_transfer": why, "two_hosts_pipeline": why, "two_hosts_te": why}
     def ms(v):
         return f"{v:.3f}"
 
@@ -525,12 +525,26 @@ def two_hosts_tables(runs):
                          "errors"], rows)
     pipeline += (f"\n\nSplit across A/B: {p['ratio_req_per_s']:.2f}x the requests/s of one host "
                  f"({p['two_hosts']['requests']} requests each).")
-    return {"two_hosts_transfer": transfer, "two_hosts_pipeline": pipeline}
+    return {"two_hosts_transfer": transfer, "two_hosts_pipeline": pipeline,
+            "two_hosts_te": two_hosts_te_table(d["transfer"])}
+
+
+def two_hosts_te_table(transfer):
+    """Mooncake's transfer engine A<->B, no store: the baseline of the TE connector."""
+    rows = transfer.get("te_rows", [])
+    if not rows:
+        return ("Not measured in this run: " + (transfer.get("te_skipped") or
+                "mooncake_hosts_bench wrote no transfer-engine rows") + ".")
+    return md_table(["size", "way", "ms (p50)", "GB/s", "p99 ms", "n", "raw store end to end / this"],
+                    [[fmt_size(r["bytes"]), r["path"], f"{r['ms']:.3f}",
+                      f"{r['bytes'] / (r['ms'] * 1e6):.2f}", f"{r['p99_ms']:.3f}", r["iters"],
+                      f"{r['vs_store_raw']:.2f}x"] for r in rows])
 
 
 # The program each table comes from, where one does (`--only` regenerates just those).
 TABLE_SOURCE = {"mooncake": "mooncake_bench", "python": "python_bench",
-                "two_hosts_transfer": "two_hosts", "two_hosts_pipeline": "two_hosts"}
+                "two_hosts_transfer": "two_hosts", "two_hosts_pipeline": "two_hosts",
+                "two_hosts_te": "two_hosts"}
 
 
 def run_summary(results):

@@ -44,6 +44,9 @@ class TeEngine {
 
   static constexpr size_t kDefaultPiece = size_t{4} << 20;
 
+  // The engine itself, for callers of the C API (the benchmark's raw baseline).
+  engine_t handle() const { return engine_; }
+
  private:
   TeEngine(std::shared_ptr<const TeApi> api, engine_t engine, std::string name);
   Status wait_all(uint64_t batch, size_t count, Deadline deadline, const std::string& what);
