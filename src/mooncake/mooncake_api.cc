@@ -2,20 +2,14 @@
 
 #include <dlfcn.h>
 
-#include <cstdlib>
 #include <map>
 #include <mutex>
+
+#include "mooncake/library_path.h"
 
 namespace omniconn::mooncake {
 
 namespace {
-
-template <typename Fn>
-bool resolve(void* handle, const char* name, Fn* fn, std::string* missing) {
-  *fn = reinterpret_cast<Fn>(dlsym(handle, name));
-  if (*fn == nullptr) *missing += std::string(missing->empty() ? "" : ", ") + name;
-  return *fn != nullptr;
-}
 
 Result<std::shared_ptr<const Api>> open_api(const std::string& path) {
   void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
@@ -51,16 +45,9 @@ Result<std::shared_ptr<const Api>> open_api(const std::string& path) {
 }  // namespace
 
 Result<std::shared_ptr<const Api>> load_api(const std::string& configured) {
-  std::string path = configured, from = "extra.library";
-  if (path.empty()) {
-    const char* env = std::getenv("MOONCAKE_STORE_LIBRARY");
-    path = env ? env : "";
-    from = "$MOONCAKE_STORE_LIBRARY";
-  }
-  if (path.empty()) {
-    path = "libmooncake_store.so";
-    from = "the default library search";
-  }
+  std::string from;
+  std::string path =
+      library_path(configured, "MOONCAKE_STORE_LIBRARY", "libmooncake_store.so", &from);
   static std::mutex mu;
   static std::map<std::string, std::shared_ptr<const Api>> loaded;
   std::lock_guard lock(mu);

@@ -2,19 +2,14 @@
 
 #include <dlfcn.h>
 
-#include <cstdlib>
 #include <map>
 #include <mutex>
+
+#include "mooncake/library_path.h"
 
 namespace omniconn::mooncake {
 
 namespace {
-
-template <typename Fn>
-void resolve(void* handle, const char* name, Fn* fn, std::string* missing) {
-  *fn = reinterpret_cast<Fn>(dlsym(handle, name));
-  if (*fn == nullptr) *missing += std::string(missing->empty() ? "" : ", ") + name;
-}
 
 Result<std::shared_ptr<const TeApi>> open_te_api(const std::string& path) {
   void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
@@ -48,16 +43,9 @@ Result<std::shared_ptr<const TeApi>> open_te_api(const std::string& path) {
 }  // namespace
 
 Result<std::shared_ptr<const TeApi>> load_te_api(const std::string& configured) {
-  std::string path = configured, from = "extra.library";
-  if (path.empty()) {
-    const char* env = std::getenv("MOONCAKE_TE_LIBRARY");
-    path = env ? env : "";
-    from = "$MOONCAKE_TE_LIBRARY";
-  }
-  if (path.empty()) {
-    path = "libtransfer_engine.so";
-    from = "the default library search";
-  }
+  std::string from;
+  std::string path =
+      library_path(configured, "MOONCAKE_TE_LIBRARY", "libtransfer_engine.so", &from);
   static std::mutex mu;
   static std::map<std::string, std::shared_ptr<const TeApi>> loaded;
   std::lock_guard lock(mu);
